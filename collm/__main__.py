@@ -1,0 +1,5 @@
+import sys
+
+from collm.cli import main
+
+sys.exit(main())

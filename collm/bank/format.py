@@ -1,0 +1,184 @@
+"""The bank format: JSONL, one problem per line, plus an optional header.
+
+Line fields (a superset of ../shared/banks):
+    i              row of the dataset split
+    gold           gold answer (number or string)
+    prompt_tokens  tokens of the whole templated prompt
+    q_tokens       tokens of the question itself
+    q_entropy      per question token: entropy (nats) of the next-token
+                   distribution at the position that predicts it
+    q_nll          per question token: its negative log-likelihood (nats)
+    greedy         {a, ok, n, lp}: answer (or null), correct, tokens, summed log-prob
+    samples        K objects {a, ok, n, lp} (optionally f: finish reason)
+
+Header: the first line may be {"collm_bank": 1, "model": {...}, "dataset": ...,
+...}; or it sits beside the bank as FILE.meta.json. Banks without one (like the
+shared bank) get the shared bank's documented settings via --model-params.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from collm.errors import CollmError
+
+HEADER_KEY = "collm_bank"
+
+
+@dataclass
+class BankSample:
+    a: object  # answer (float / str) or None
+    ok: bool
+    n: int  # generated tokens
+    lp: float  # summed log-prob
+    f: str | None = None  # finish reason, when recorded
+
+
+@dataclass
+class BankProblem:
+    i: int
+    gold: object
+    prompt_tokens: int
+    q_tokens: int
+    q_entropy: list[float]
+    q_nll: list[float]
+    greedy: BankSample
+    samples: list[BankSample]
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class Bank:
+    path: str
+    problems: list[BankProblem]
+    header: dict = field(default_factory=dict)
+
+    # ---- identity of the model behind it ----
+    @property
+    def model(self) -> dict:
+        return self.header.get("model", {})
+
+    @property
+    def params(self) -> int:
+        return int(self.model.get("params", 0))
+
+    @property
+    def k(self) -> int:
+        return min(len(p.samples) for p in self.problems)
+
+    def __len__(self) -> int:
+        return len(self.problems)
+
+    def subset(self, idx) -> "Bank":
+        return Bank(self.path, [self.problems[j] for j in idx], self.header)
+
+    # ---- dense arrays for fast replay ----
+    def arrays(self, k: int | None = None) -> dict:
+        """ok[P,K] bool, ans[P,K] int codes (-1 = no answer), ntok[P,K],
+        lp[P,K], greedy_ok[P], greedy_ans[P] (codes shared with ans), greedy_n[P],
+        prompt_tokens[P]."""
+        k = k or self.k
+        P = len(self.problems)
+        ok = np.zeros((P, k), bool)
+        ans = np.full((P, k), -1, np.int64)
+        ntok = np.zeros((P, k), np.int64)
+        lp = np.zeros((P, k))
+        g_ok = np.zeros(P, bool)
+        g_ans = np.full(P, -1, np.int64)
+        g_n = np.zeros(P, np.int64)
+        for r, p in enumerate(self.problems):
+            codes: dict = {}
+            for c, s in enumerate(p.samples[:k]):
+                ok[r, c], ntok[r, c], lp[r, c] = s.ok, s.n, s.lp
+                if s.a is not None:
+                    ans[r, c] = codes.setdefault(_key(s.a), len(codes))
+            g_ok[r], g_n[r] = p.greedy.ok, p.greedy.n
+            if p.greedy.a is not None:
+                g_ans[r] = codes.setdefault(_key(p.greedy.a), len(codes))
+        return {
+            "ok": ok, "ans": ans, "ntok": ntok, "lp": lp,
+            "greedy_ok": g_ok, "greedy_ans": g_ans, "greedy_n": g_n,
+            "prompt_tokens": np.array([p.prompt_tokens for p in self.problems]),
+            "q_tokens": np.array([p.q_tokens for p in self.problems]),
+        }
+
+
+def _key(a) -> str:
+    if isinstance(a, float) and a == int(a):
+        return str(int(a))
+    return str(a)
+
+
+def _sample(d: dict, path, line) -> BankSample:
+    try:
+        return BankSample(d.get("a"), bool(d["ok"]), int(d["n"]), float(d["lp"]), d.get("f"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CollmError(f"{path}:{line}: malformed sample ({e})") from None
+
+
+REQUIRED = ("i", "gold", "prompt_tokens", "q_tokens", "q_entropy", "q_nll", "greedy", "samples")
+
+
+def parse_problem(d: dict, path="<bank>", line=0) -> BankProblem:
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise CollmError(f"{path}:{line}: missing field(s) {', '.join(missing)}")
+    if not isinstance(d["samples"], list) or not d["samples"]:
+        raise CollmError(f"{path}:{line}: 'samples' must be a non-empty list")
+    extra = {k: v for k, v in d.items() if k not in REQUIRED}
+    return BankProblem(
+        int(d["i"]), d["gold"], int(d["prompt_tokens"]), int(d["q_tokens"]),
+        list(d["q_entropy"]), list(d["q_nll"]),
+        _sample(d["greedy"], path, line), [_sample(s, path, line) for s in d["samples"]], extra,
+    )
+
+
+def problem_to_dict(p: BankProblem) -> dict:
+    def s(x: BankSample):
+        d = {"a": x.a, "ok": x.ok, "n": x.n, "lp": x.lp}
+        if x.f is not None:
+            d["f"] = x.f
+        return d
+
+    return {"i": p.i, "gold": p.gold, "prompt_tokens": p.prompt_tokens, "q_tokens": p.q_tokens,
+            "q_entropy": p.q_entropy, "q_nll": p.q_nll, "greedy": s(p.greedy),
+            "samples": [s(x) for x in p.samples], **p.extra}
+
+
+def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
+    path = Path(path)
+    if not path.is_file():
+        raise CollmError(f"bank file not found: {path}")
+    header: dict = {}
+    meta = path.with_name(path.name + ".meta.json")
+    if meta.is_file():
+        try:
+            header = json.loads(meta.read_text())
+        except json.JSONDecodeError as e:
+            raise CollmError(f"{meta}: not valid JSON ({e})") from None
+    problems = []
+    with open(path) as f:
+        lines = f.readlines()
+    for ln, raw in enumerate(lines, 1):
+        if not raw.strip():
+            continue
+        try:
+            d = json.loads(raw)
+        except json.JSONDecodeError as e:
+            if allow_partial_last_line and ln == len(lines) and not raw.endswith("\n"):
+                break  # a write cut by a crash: the builder resumes from here
+            why = "truncated line" if ln == len(lines) and not raw.endswith("\n") else "not valid JSON"
+            raise CollmError(f"{path}:{ln}: {why} ({e.msg})") from None
+        if not isinstance(d, dict):
+            raise CollmError(f"{path}:{ln}: expected a JSON object")
+        if HEADER_KEY in d:
+            header = {**d, **header} if not header else header
+            continue
+        problems.append(parse_problem(d, path, ln))
+    if not problems:
+        raise CollmError(f"{path}: the bank holds no problems")
+    return Bank(str(path), problems, header)
