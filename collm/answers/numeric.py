@@ -58,6 +58,8 @@ def extract_number(text: str) -> str | None:
         if v is None:
             v = _last_number(b)
         return canonical(v) if v is not None else None
+    if "\\boxed" in text or "\\fbox" in text:
+        return None  # a box was opened but never closed: unfinished, no answer
     if "####" in text:  # GSM8K gold format
         v = _last_number(_clean(text.split("####")[-1]))
         return canonical(v) if v is not None else None

