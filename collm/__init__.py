@@ -18,7 +18,8 @@ The pipeline, one package per stage:
 
 __version__ = "0.1.0"
 
+from collm.api import Collm  # noqa: E402
 from collm.errors import CollmError  # noqa: E402
 from collm.types import Completion, Generation, PromptScore, Usage  # noqa: E402
 
-__all__ = ["CollmError", "Completion", "Generation", "PromptScore", "Usage", "__version__"]
+__all__ = ["Collm", "CollmError", "Completion", "Generation", "PromptScore", "Usage", "__version__"]
