@@ -44,6 +44,7 @@ class Completion:
 
     finish_reason is "stop" (end-of-sequence or a stop string) or "length"
     (cut at max_tokens): an unfinished completion never yields an answer.
+    stop_reason is the matched stop string (as vLLM reports it), None otherwise.
     """
 
     text: str
@@ -52,6 +53,9 @@ class Completion:
     token_logprobs: list[float] = field(default_factory=list)
     finish_reason: str = "stop"
     answer: str | None = None  # filled by an extractor
+    # the stop string that ended it (finish_reason "stop"); None at end-of-sequence
+    # or max_tokens. Step-wise search tells a finished step from a finished answer by it.
+    stop_reason: str | None = None
 
     @property
     def finished(self) -> bool:

@@ -12,12 +12,14 @@ Line fields (a superset of ../shared/banks):
     samples        K objects {a, ok, n, lp} (optionally f: finish reason)
 
 Header: the first line may be {"collm_bank": 1, "model": {...}, "dataset": ...,
-...}; or it sits beside the bank as FILE.meta.json. Banks without one (like the
-shared bank) get the shared bank's documented settings via --model-params.
+...}; or it sits beside the bank as FILE.meta.json (the sidecar wins). A bank
+with neither gets its header from KNOWN_BANKS when its sha256 is listed there
+(the shared GSM8K bank is), else an empty one. docs/BANKS.md has the details.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,27 @@ import numpy as np
 from collm.errors import CollmError
 
 HEADER_KEY = "collm_bank"
+FORMAT_VERSION = 1
+
+SHARED_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
+
+# Headers of published banks that carry none, keyed by the bank file's sha256
+# (they are read-only: their settings are written down here instead).
+KNOWN_BANKS: dict[str, dict] = {
+    "a583f8034e9fd2ec6a24b77113aedbc1de2fdd8104ff40dd1a8591cc8671a80a": {
+        HEADER_KEY: FORMAT_VERSION,
+        "model": {"name": "Qwen2.5-Coder-0.5B-Instruct", "file": "GGUF Q4_K_M (491,400,064 bytes)",
+                  "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                  "params": 494032768, "engine": "transformers 5.17 generate, bf16, NVIDIA H100"},
+        "dataset": "gsm8k", "split": "test", "offset": 0, "limit": 640,
+        "prompt": {"system": SHARED_SYSTEM, "template": "the model's chat template, generation prompt added"},
+        "sampling": {"k": 32, "temperature": 0.8, "top_p": 1.0, "max_tokens": 400},
+        "extractor": "number in the last \\boxed{}, else the last number; correct within 1e-6 of the #### gold "
+                     "(cut samples are graded too)",
+        "date": None, "collm_version": None,
+        "source": "built-in header (collm.bank.format.KNOWN_BANKS); see ../shared/banks/README.md",
+    },
+}
 
 
 @dataclass
@@ -65,6 +88,12 @@ class Bank:
     @property
     def params(self) -> int:
         return int(self.model.get("params", 0))
+
+    @property
+    def model_key(self) -> str | None:
+        """What identifies the model: its weights' sha256, else its name."""
+        m = self.model
+        return m.get("sha256") or m.get("name") or None
 
     @property
     def k(self) -> int:
@@ -116,8 +145,8 @@ def _key(a) -> str:
 def _sample(d: dict, path, line) -> BankSample:
     try:
         return BankSample(d.get("a"), bool(d["ok"]), int(d["n"]), float(d["lp"]), d.get("f"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise CollmError(f"{path}:{line}: malformed sample ({e})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CollmError(f"{path}:{line}: malformed sample ({type(e).__name__}: {e})") from None
 
 
 REQUIRED = ("i", "gold", "prompt_tokens", "q_tokens", "q_entropy", "q_nll", "greedy", "samples")
@@ -130,11 +159,14 @@ def parse_problem(d: dict, path="<bank>", line=0) -> BankProblem:
     if not isinstance(d["samples"], list) or not d["samples"]:
         raise CollmError(f"{path}:{line}: 'samples' must be a non-empty list")
     extra = {k: v for k, v in d.items() if k not in REQUIRED}
-    return BankProblem(
-        int(d["i"]), d["gold"], int(d["prompt_tokens"]), int(d["q_tokens"]),
-        list(d["q_entropy"]), list(d["q_nll"]),
-        _sample(d["greedy"], path, line), [_sample(s, path, line) for s in d["samples"]], extra,
-    )
+    try:
+        return BankProblem(
+            int(d["i"]), d["gold"], int(d["prompt_tokens"]), int(d["q_tokens"]),
+            [float(x) for x in d["q_entropy"]], [float(x) for x in d["q_nll"]],
+            _sample(d["greedy"], path, line), [_sample(s, path, line) for s in d["samples"]], extra,
+        )
+    except (TypeError, ValueError) as e:
+        raise CollmError(f"{path}:{line}: malformed problem ({e})") from None
 
 
 def problem_to_dict(p: BankProblem) -> dict:
@@ -149,8 +181,18 @@ def problem_to_dict(p: BankProblem) -> dict:
             "samples": [s(x) for x in p.samples], **p.extra}
 
 
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
     path = Path(path)
+    if path.is_dir():
+        raise CollmError(f"bank path is a directory, not a file: {path}")
     if not path.is_file():
         raise CollmError(f"bank file not found: {path}")
     header: dict = {}
@@ -161,9 +203,18 @@ def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
         except json.JSONDecodeError as e:
             raise CollmError(f"{meta}: not valid JSON ({e})") from None
     problems = []
-    with open(path) as f:
-        lines = f.readlines()
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+        lines = [x + b"\n" for x in lines]
+    else:  # the last line has no newline: a write may have been cut
+        lines = [x + b"\n" for x in lines[:-1]] + lines[-1:]
     for ln, raw in enumerate(lines, 1):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CollmError(f"{path}:{ln}: not UTF-8 text") from None
         if not raw.strip():
             continue
         try:
@@ -181,4 +232,31 @@ def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
         problems.append(parse_problem(d, path, ln))
     if not problems:
         raise CollmError(f"{path}: the bank holds no problems")
+    if not header:
+        header = dict(KNOWN_BANKS.get(file_sha256(path), {}))
     return Bank(str(path), problems, header)
+
+
+def merge_banks(banks: list[Bank]) -> Bank:
+    """One bank from several parts of the same model's bank (e.g. part1 +
+    part2). Banks of different models, datasets or splits are refused, and
+    so is a problem present twice."""
+    if len(banks) == 1:
+        return banks[0]
+    keys = {b.model_key for b in banks}
+    if len(keys) > 1:
+        names = "; ".join(f"{b.path}: {b.model.get('name') or b.model_key or 'unknown model'}" for b in banks)
+        raise CollmError(f"banks of different models cannot be evaluated together ({names})")
+    for field_ in ("dataset", "split"):
+        vals = {b.header.get(field_) for b in banks}
+        if len(vals) > 1:
+            raise CollmError(f"banks of different {field_}s cannot be evaluated together ({', '.join(map(str, vals))})")
+    seen: dict[int, str] = {}
+    problems = []
+    for b in banks:
+        for p in b.problems:
+            if p.i in seen:
+                raise CollmError(f"problem {p.i} is in both {seen[p.i]} and {b.path}")
+            seen[p.i] = b.path
+            problems.append(p)
+    return Bank(" + ".join(b.path for b in banks), problems, dict(banks[0].header))

@@ -1,0 +1,49 @@
+"""A learned group scorer: which of a prompt's answers to return.
+
+Majority vote only counts; the scorer also weighs how sure the model was of
+each answer (mean and best log-prob per token of its draws), whether the
+greedy pass gave it, its draws' length and whether the answer has the task's
+form. It is a logistic model of P(this answer is right | its group's
+features), fitted on replays of the pilot bank; the answer is the group it
+rates highest. A cheap outcome verifier, made only of what sampling already
+returned.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collm.allocation.state import GROUP_FEATURES, groups
+from collm.difficulty.learned import fit_logistic, sigmoid
+
+
+class GroupScorer:
+    def __init__(self, w=None):
+        self.w = None if w is None else np.asarray(w, float)
+
+    def fit(self, samplers, ms, form: str | None, l2: float = 1.0) -> "GroupScorer":
+        """samplers: bank samplers whose draws are all made; ms: draw counts to learn at."""
+        X, Y = [], []
+        for s in samplers:
+            for j in range(s.P):
+                for m in ms:
+                    keys, G = groups(s.draws[j][:m], form)
+                    X.extend(G)
+                    Y.extend(s.correct(j, k) for k in keys)
+        self.w = fit_logistic(np.array(X), np.array(Y, float), l2)
+        return self
+
+    def scores(self, draws, form: str | None):
+        keys, G = groups(draws, form)
+        return keys, (sigmoid(G @ self.w) if len(keys) else np.zeros(0))
+
+    def answer(self, draws, form: str | None):
+        keys, sc = self.scores(draws, form)
+        return keys[int(np.argmax(sc))] if len(keys) else None
+
+    def to_dict(self) -> dict:
+        return {"features": list(GROUP_FEATURES), "w": [round(float(x), 6) for x in self.w]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GroupScorer":
+        return cls(d["w"])

@@ -1,0 +1,166 @@
+"""The compute-optimal allocator: samples go where they buy the most
+expected accuracy per FLOP.
+
+Every prompt first gets its greedy pass (the best single generation, and a
+vote). Then, in rounds, each prompt's vote state x (collm.allocation.state:
+leader's and runner-up's shares, distinct answers, greedy agreement,
+self-certainty gap, lengths, question length) after m generations gives
+
+    p(m -> m2 | x) = P(the majority after m2 generations is right | x)
+
+for every m2 on a grid of generation counts, each a small logistic model
+fitted on replays of the pilot bank. The gain of going on to m2 is
+p(m -> m2) - p(m -> m), its price (m2 - m) samples at this prompt's expected
+length; a prompt whose best gain per sample (over all m2: one more sample
+rarely breaks a 1-1 tie, three may) is below the price of compute `lam` stops
+(easy ones because they are settled, hopeless ones because nothing helps),
+the others step to the next grid point, best first while the budget lasts.
+`lam` is calibrated on the pilot bank to the target budget.
+
+The answer returned (aggregate="learned", the default) is the answer a
+learned group scorer rates highest (collm.allocation.aggregate: vote share,
+self-certainty, greedy agreement, answer form); aggregate="majority" keeps
+plain majority (greedy pass counted as a vote). With answer_form
+"nonneg_int" (set from a GSM8K bank), answers that are not whole numbers >= 0
+never win.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collm.allocation.aggregate import GroupScorer
+from collm.allocation.base import Policy, register
+from collm.allocation.early_stop import GRID
+from collm.allocation.replay import bisect_knob, spend
+from collm.allocation.state import FEATURES, features, leader
+from collm.difficulty.learned import fit_logistic, sigmoid
+
+
+def grid_index(m: int, grid) -> int:
+    i = 0
+    for j, g in enumerate(grid):
+        if g <= m:
+            i = j
+    return i
+
+
+@register
+class Marginal(Policy):
+    kind = "marginal"
+    defaults = {"lam": 0.01, "n_max": 33, "grid": list(GRID), "l2": 1.0, "fit_seeds": 4,
+                "vote_cut": False, "prior_tokens": 2.0, "aggregate": "learned", "answer_form": "auto"}
+
+    @property
+    def form(self):
+        f = self.params["answer_form"]
+        return self.state.get("answer_form") if f == "auto" else f
+
+    @property
+    def scorer(self):
+        if self.params["aggregate"] != "learned" or "scorer" not in self.state:
+            return None
+        if getattr(self, "_scorer", None) is None or self._scorer_src is not self.state["scorer"]:
+            self._scorer, self._scorer_src = GroupScorer.from_dict(self.state["scorer"]), self.state["scorer"]
+        return self._scorer
+
+    def answer(self, draws):
+        sc = self.scorer
+        if sc is not None:
+            return sc.answer(draws, self.form)
+        return leader(draws, self.params["vote_cut"], self.form)[0]
+
+    def _features(self, draws, q_tokens, max_tokens):
+        return features(draws, q_tokens, max_tokens, self.params["vote_cut"], self.form, self.scorer)[1]
+
+    # ---- the value model ----
+    def _trajectories(self, view, seeds):
+        """Features at each grid point and correctness of the majority at each grid point."""
+        grid = [g for g in self.params["grid"] if g <= view.K + 1]
+        samplers = []
+        for sd in seeds:
+            s = view.sampler(sd)
+            idx = np.arange(s.P)
+            s.request(idx, 1, greedy=True)
+            s.request(idx, view.K)
+            samplers.append(s)
+        if self.params["aggregate"] == "learned":
+            self.state["scorer"] = GroupScorer().fit(samplers, grid, self.form, self.params["l2"]).to_dict()
+        X, Y = [], []
+        for s in samplers:
+            for j in range(s.P):
+                ds, qt = s.draws[j], s.q_tokens[j]
+                X.append([self._features(ds[:a], qt, view.max_tokens) for a in grid])
+                Y.append([s.correct(j, self.answer(ds[:b])) for b in grid])
+        return grid, np.array(X), np.array(Y, float)  # [N, G, F], [N, G]
+
+    def fit(self, view, samples=None, flops=None):
+        super().fit(view, samples, flops)
+        self.state = {"answer_form": getattr(view, "answer_form", None)}
+        grid, X, Y = self._trajectories(view, range(1000, 1000 + self.params["fit_seeds"]))
+        G, F = len(grid), X.shape[2]
+        W = np.zeros((G, G, F))
+        for a in range(G):
+            for b in range(a, G):
+                W[a, b] = fit_logistic(X[:, a], Y[:, b], self.params["l2"])
+        self.state.update({"grid": grid, "features": list(FEATURES), "W": W.round(5).tolist(),
+                           "mean_sample_tokens": view.mean_sample_tokens})
+        if samples is None and flops is None:
+            return self
+        target = samples if samples is not None else flops
+
+        def set_knob(z):  # lam = 10^-z: the price of one sample, in accuracy
+            self.params["lam"] = float(10 ** (-z))
+
+        bisect_knob(set_knob, lambda: spend(self, view, (101,), samples), target, 0.5, 4.5, increasing=True,
+                    iters=12)
+        return self
+
+    # ---- running ----
+    def plan(self, sampler, act) -> tuple[np.ndarray, np.ndarray]:
+        """For prompts `act`: best gain per sample and the grid step to take."""
+        grid = self.state["grid"]
+        W = np.asarray(self.state["W"])
+        tbar = self.state["mean_sample_tokens"]
+        n_max = min(self.params["n_max"], grid[-1])
+        left = getattr(sampler, "available", lambda: np.full(sampler.P, 10**9))()
+        ratio = np.full(len(act), -np.inf)
+        step = np.zeros(len(act), np.int64)
+        cache = sampler.__dict__.setdefault("_marginal_plan", {})  # a prompt's plan only changes with its draws
+        for r, j in enumerate(act):
+            ds = sampler.draws[j]
+            m = len(ds)
+            if cache.get(j, (None,))[0] == m:
+                ratio[r], step[r] = cache[j][1], cache[j][2]
+                continue
+            a = grid_index(m, grid)
+            x = self._features(ds, sampler.q_tokens[j], sampler.max_tokens)
+            p = sigmoid(W[a] @ x)  # [G]: p(m -> grid[b])
+            top = min(n_max, m + int(left[j]))
+            cost = (sum(d.tokens for d in ds) + self.params["prior_tokens"] * tbar) / (m + self.params["prior_tokens"]) / tbar
+            for b in range(a + 1, len(grid)):
+                if grid[b] > top:
+                    break
+                g = (p[b] - p[a]) / ((grid[b] - m) * cost)
+                if g > ratio[r]:
+                    ratio[r] = g
+            nxt = next((g for g in grid if g > m), m + 1)
+            step[r] = max(0, min(nxt, top) - m)
+            cache[j] = (m, ratio[r], step[r])
+        return ratio, step
+
+    def run(self, sampler):
+        idx = np.arange(sampler.P)
+        sampler.request(idx, 1, greedy=True)
+        lam = self.params["lam"]
+        while True:
+            act = np.nonzero(sampler.gens >= 1)[0]
+            if len(act) == 0:
+                return
+            ratio, step = self.plan(sampler, act)
+            go = (ratio > lam) & (step > 0)
+            if not go.any():
+                return
+            order = np.argsort(-ratio[go], kind="stable")
+            if len(sampler.request(act[go][order], step[go][order])) == 0:
+                return

@@ -1,0 +1,82 @@
+"""The seed's schedule N(d): a difficulty d in [0, 1] per prompt, predicted
+before sampling by a learned predictor over cheap signals (question length,
+prefix entropy, greedy NLL); greedy only below a threshold tau, and above it
+
+    N(d) = 1 + ceil(a * ((d - tau) / (1 - tau)) ** beta),  capped at n_max
+
+generations (beta = 2 by default). tau and the slope a are fitted on the
+pilot bank for the target budget: for each tau on a grid of quantiles, a is
+set by bisection to spend the budget, and the (tau, a) with the best pilot
+accuracy is kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from collm.allocation.base import Policy, register
+from collm.allocation.replay import bisect_knob, replay, summary
+from collm.difficulty import LearnedDifficulty
+from collm.difficulty import values as signal_values
+
+
+@register
+class Schedule(Policy):
+    kind = "schedule"
+    defaults = {"tau": 0.5, "a": 8.0, "beta": 2.0, "n_max": 33, "k": 32,
+                "signals": ["q_tokens", "prefix_entropy", "greedy_nll"], "vote_cut": False}
+
+    def _signals(self, sampler) -> dict:
+        vals = {}
+        for name in self.params["signals"]:
+            v, f = signal_values(sampler, name, k=self.params["k"])
+            if f.any() and not sampler.charge_estimator(np.arange(sampler.P), f):
+                v = np.full(sampler.P, float(self.state["difficulty"]["mean"][len(vals)]))  # not affordable: the mean
+            vals[name] = v
+        return vals
+
+    def difficulty(self, sampler) -> np.ndarray:
+        return LearnedDifficulty.from_dict(self.state["difficulty"]).predict(self._signals(sampler))
+
+    def n_of(self, d) -> np.ndarray:
+        p = self.params
+        x = np.clip((np.asarray(d) - p["tau"]) / max(1 - p["tau"], 1e-9), 0, None)
+        n = 1 + np.ceil(p["a"] * x ** p["beta"])
+        return np.where(np.asarray(d) < p["tau"], 1, np.minimum(n, p["n_max"])).astype(int)
+
+    def fit(self, view, samples=None, flops=None):
+        super().fit(view, samples, flops)
+        s = view.sampler(0)
+        s.request(np.arange(s.P), 1, greedy=True)
+        vals = {name: signal_values(s, name, k=self.params["k"])[0] for name in self.params["signals"]}
+        model = LearnedDifficulty(self.params["signals"]).fit(vals, view.A["ok"].mean(1))
+        self.state["difficulty"] = model.to_dict()
+        if samples is None and flops is None:
+            return self
+        target, key = (samples, "samples") if samples is not None else (flops, "flops")
+        d = model.predict(vals)
+        seeds = (101, 102)
+        best = None
+        for q in (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8):
+            self.params["tau"] = float(np.quantile(d, q)) if q > 0 else 0.0
+
+            def set_a(a):
+                self.params["a"] = float(a)
+
+            bisect_knob(set_a, lambda: summary([replay(self, view, sd) for sd in seeds])[key], target,
+                        0.0, 200.0, increasing=True, iters=14)
+            res = summary([replay(self, view, sd) for sd in seeds])
+            if best is None or res["accuracy"] > best[0]:
+                best = (res["accuracy"], self.params["tau"], self.params["a"])
+        self.params["tau"], self.params["a"] = best[1], best[2]
+        return self
+
+    def run(self, sampler):
+        idx = np.arange(sampler.P)
+        sampler.request(idx, 1, greedy=True)
+        n = self.n_of(self.difficulty(sampler))
+        left = getattr(sampler, "available", lambda: np.full(sampler.P, 10**9))()
+        more = np.minimum(n - sampler.gens, left)
+        order = np.argsort(-more, kind="stable")
+        order = order[more[order] > 0]
+        if len(order):
+            sampler.request(order, more[order])

@@ -1,0 +1,117 @@
+"""A prompt's vote state: what its draws so far say, as an answer and as a
+few numbers a policy can act on.
+
+Votes: every draw with an answer votes once, the greedy pass included; a
+draw cut at max_tokens never votes (the rule live strategies follow). Ties go
+to the answer drawn first, and the greedy pass is drawn first. With an
+answer form ("nonneg_int": GSM8K, whose answers are all whole numbers >= 0),
+answers of another form are implausible: they never win while a plausible
+answer has a vote.
+
+The features (all cheap, all available in a bank replay and live):
+    share1, share2   leader's and runner-up's share of the draws
+    distinct         distinct answers / draws
+    greedy_lead      the greedy answer is the leader
+    novote           share of draws with no vote (no answer, or cut)
+    certainty_gap    mean log-prob per token of the leader's draws minus the
+                     others' (self-certainty: a confident leader is more often right)
+    length           mean generated tokens / max_tokens
+    q_len            log question tokens (the signal with most to say on its own)
+    implausible      share of draws whose answer has the wrong form
+    score1, score2   the group scorer's belief in the best and second answer
+and a few products of these.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+FEATURES = ("bias", "share1", "share2", "distinct", "greedy_lead", "novote", "certainty_gap", "length", "q_len",
+            "share1^2", "share1*greedy_lead", "share2^2", "share1*distinct", "implausible", "score1", "score2")
+GROUP_FEATURES = ("bias", "share", "share^2", "mean_lpt", "max_lpt", "greedy", "length", "plausible", "is_leader", "1/m")
+
+
+def plausible(d, form: str | None) -> bool:
+    if form is None:
+        return True
+    if form == "nonneg_int":
+        return d.value is not None and d.value >= 0 and d.value == int(d.value)
+    return True
+
+
+def tally(draws, vote_cut: bool = False, form: str | None = None) -> dict:
+    """answer -> [votes, summed log-prob per token, plausible], in first-drawn order."""
+    out: dict = {}
+    for d in draws:
+        if d.key is None or (d.cut and not vote_cut):
+            continue
+        t = out.setdefault(d.key, [0, 0.0, plausible(d, form)])
+        t[0] += 1
+        t[1] += d.lp / max(d.tokens, 1)
+    return out
+
+
+def leader(draws, vote_cut: bool = False, form: str | None = None):
+    """The majority answer (plausible answers first; ties: drawn first) and the tally."""
+    t = tally(draws, vote_cut, form)
+    best, best_c = None, (-1, -1)
+    for k, (c, _, ok) in t.items():
+        if (ok, c) > best_c:
+            best, best_c = k, (ok, c)
+    return best, t
+
+
+def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:
+    """Each voting answer and its GROUP_FEATURES row."""
+    m = max(len(draws), 1)
+    g: dict = {}
+    for d in draws:
+        if d.key is None or d.cut:
+            continue
+        e = g.get(d.key)
+        if e is None:
+            e = g[d.key] = [0, 0.0, -1e9, 0, False, plausible(d, form)]  # votes, sum lpt, max lpt, tokens, greedy, form
+        lpt = d.lp / max(d.tokens, 1)
+        e[0] += 1
+        e[1] += lpt
+        e[2] = max(e[2], lpt)
+        e[3] += d.tokens
+        e[4] = e[4] or d.greedy
+    if not g:
+        return [], np.zeros((0, len(GROUP_FEATURES)))
+    top = max(e[0] for e in g.values())
+    X = np.array([[1.0, c / m, (c / m) ** 2, s / c, mx, float(gr), t / c / 400.0, float(ok), float(c == top), 1.0 / m]
+                  for c, s, mx, t, gr, ok in g.values()])
+    return list(g), X
+
+
+def features(draws, q_tokens: int, max_tokens: int, vote_cut: bool = False, form: str | None = None,
+             scorer=None) -> tuple[object, np.ndarray]:
+    """(answer, feature vector in FEATURES order) of one prompt's draws. With a
+    group scorer, the answer is the scorer's best group."""
+    m = max(len(draws), 1)
+    lead, t = leader(draws, vote_cut, form)
+    counts = sorted((v[0] for v in t.values()), reverse=True) + [0, 0]
+    voted = sum(v[0] for v in t.values())
+    g = next((d for d in draws if d.greedy), None)
+    greedy_lead = float(g is not None and lead is not None and g.key == lead and not (g.cut and not vote_cut))
+    gap = 0.0
+    if lead is not None and voted > t[lead][0]:
+        lead_lpt = t[lead][1] / t[lead][0]
+        other = (sum(v[1] for v in t.values()) - t[lead][1]) / (voted - t[lead][0])
+        gap = lead_lpt - other
+    length = sum(d.tokens for d in draws) / len(draws) / max_tokens if draws else 1.0
+    implausible = sum(1 for d in draws if d.key is not None and not plausible(d, form)) / m
+    s1 = s2 = 0.0
+    if scorer is not None:
+        keys, sc = scorer.scores(draws, form)
+        if len(keys):
+            order = np.argsort(-sc, kind="stable")
+            lead, s1 = keys[order[0]], float(sc[order[0]])
+            s2 = float(sc[order[1]]) if len(keys) > 1 else 0.0
+    a, b, dist = counts[0] / m, counts[1] / m, len(t) / m
+    x = np.array([1.0, a, b, dist, greedy_lead, 1 - voted / m, float(np.clip(gap, -1, 1)), length,
+                  math.log(max(int(q_tokens), 1)) / 5, a * a, a * greedy_lead, b * b, a * dist, implausible, s1, s2])
+    return lead, x

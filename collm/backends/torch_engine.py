@@ -1,0 +1,265 @@
+"""The embedded torch engine: transformers, batched, CUDA when present.
+
+Loading a GGUF with transformers de-quantizes every tensor (tens of seconds);
+the converted weights are saved once to the cache, keyed by the GGUF's
+sha256, so later starts take seconds.
+
+generate() runs its own decoding loop rather than transformers' generate():
+each distinct prompt is prefilled once, its KV cache copied to its n
+samples (so the FLOP accounting, prefill counted once, is what actually
+runs), rows that finish leave the batch, and every sampled token's log-prob
+under the raw model (log-softmax of the unprocessed logits) comes for free.
+Sampling draws from a torch.Generator seeded per call: a seed reproduces.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from collm.backends import encode_prompt, find_stop
+from collm.backends.base import Backend
+from collm.errors import CollmError
+from collm.flops import usage_for
+from collm.models import ResolvedModel, cache_dir, resolve
+from collm.prompts import ChatTemplate, Prompt
+from collm.types import Completion, Generation, PromptScore, Usage
+
+END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
+DEFAULT_CONTEXT = 8192  # cap on the context used, whatever the model allows
+
+
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def converted_dir(model: ResolvedModel) -> Path:
+    """Where a GGUF's de-quantized weights are cached (a transformers folder)."""
+    return cache_dir() / "torch" / model.sha256[:24]
+
+
+def convert_gguf(model: ResolvedModel) -> Path:
+    """De-quantize a GGUF with transformers once; later calls find the folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = converted_dir(model)
+    if (out / "config.json").is_file():
+        return out
+    print(f"converting {model.path.name} for torch (once, about a minute)...", file=sys.stderr, flush=True)
+    folder, name = str(model.path.parent), model.path.name
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+        m = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    except Exception as e:  # transformers' many failure types for a bad file
+        raise CollmError(f"transformers cannot load {model.path}: {e}") from e
+    # The de-quantized model is an ordinary float model: drop the GGUF marker
+    # that makes transformers refuse to save it.
+    m.hf_quantizer = None
+    if hasattr(m.config, "quantization_config"):
+        del m.config.quantization_config
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=".tmp-"))
+    try:
+        m.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        tmp.replace(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+class TorchEngine(Backend):
+    """transformers engine. max_batch caps the rows (prompts x n) decoded together."""
+
+    name = "torch"
+
+    def __init__(self, model: ResolvedModel | str | None = None, device: str | None = None,
+                 dtype: torch.dtype | None = None, max_batch: int = 64, n_ctx: int | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        _quiet_transformers()
+        self.resolved = model if isinstance(model, ResolvedModel) else resolve(model)
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        folder = convert_gguf(self.resolved) if self.resolved.kind == "gguf" else self.resolved.path
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+            self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
+        except (OSError, ValueError) as e:
+            raise CollmError(f"cannot load the model in {folder}: {e}") from e
+        tok, cfg = self.tokenizer, self.model.config
+        self.max_batch = max_batch
+        self.model_id = self.resolved.model_id
+        self.params = self.resolved.params or sum(p.numel() for p in self.model.parameters())
+        trained = getattr(cfg, "max_position_embeddings", None) or DEFAULT_CONTEXT
+        self.context_length = min(trained, n_ctx or DEFAULT_CONTEXT)
+        self.template = ChatTemplate(tok.chat_template, tok.bos_token or "", tok.eos_token or "")
+        self.bos = tok.bos_token_id if getattr(tok, "add_bos_token", False) and tok.bos_token_id is not None else None
+        self.eos_ids = self._end_ids()
+        self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else min(self.eos_ids)
+        self._eos = torch.tensor(sorted(self.eos_ids), device=self.device)
+
+    def _end_ids(self) -> set[int]:
+        tok, gen = self.tokenizer, self.model.generation_config
+        ids = set()
+        for x in (gen.eos_token_id, tok.eos_token_id):
+            ids.update(x if isinstance(x, list) else [x] if x is not None else [])
+        vocab = tok.get_vocab()
+        ids.update(vocab[t] for t in END_TOKENS if t in vocab and vocab[t] in tok.all_special_ids)
+        return ids
+
+    # ---- tokens
+    def _tokenize(self, text: str, special: bool) -> list[int]:
+        if not text:
+            return []
+        return self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
+
+    def encode(self, prompt: Prompt) -> tuple[list[int], tuple[int, int]]:
+        return encode_prompt(self.template, prompt, self._tokenize, self.bos)
+
+    def _encode_checked(self, prompts: list[Prompt], max_tokens: int) -> list[tuple[list[int], tuple[int, int]]]:
+        enc = [self.encode(p) for p in prompts]
+        for ids, _ in enc:
+            if len(ids) + max_tokens > self.context_length:
+                raise CollmError(
+                    f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is beyond the model's "
+                    f"context of {self.context_length} tokens"
+                )
+        return enc
+
+    def _left_pad(self, seqs: list[list[int]]):
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, width - len(s):] = torch.tensor(s)
+            mask[i, width - len(s):] = 1
+        return ids.to(self.device), mask.to(self.device)
+
+    # ---- generate
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+        enc = self._encode_checked(prompts, max_tokens)
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(seed if seed is not None else random.randrange(2**63))
+        per = max(1, self.max_batch // n)  # prompts decoded together
+        out: list[Generation] = []
+        for i in range(0, len(enc), per):
+            chunk = [ids for ids, _ in enc[i:i + per]]
+            rows = self._decode(chunk, n, temperature, top_p, max_tokens, gen, list(stop or []))
+            for j, ids in enumerate(chunk):
+                comps = rows[j * n:(j + 1) * n]
+                out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
+        return out
+
+    @torch.inference_mode()
+    def _decode(self, seqs, n, temperature, top_p, max_tokens, gen, stop) -> list[Completion]:
+        ids, mask = self._left_pad(seqs)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+        cache, logits = res.past_key_values, res.logits[:, -1, :]
+        if n > 1:  # the n samples of a prompt share its prefill
+            cache.batch_repeat_interleave(n)
+            logits, mask = logits.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+        rows = logits.shape[0]
+        next_pos = mask.sum(-1)  # position of the next token fed, per row
+        live = torch.arange(rows, device=self.device)  # row index of each batch entry
+        toks = [[] for _ in range(rows)]
+        lps = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        for step in range(max_tokens):
+            logits = logits.float()
+            logp = torch.log_softmax(logits, -1)
+            nxt = logits.argmax(-1) if temperature == 0 else self._sample(logits, temperature, top_p, gen)
+            lp = logp.gather(1, nxt[:, None])[:, 0]
+            nxt_l, lp_l, live_l = nxt.tolist(), lp.tolist(), live.tolist()
+            ended = torch.isin(nxt, self._eos).tolist()
+            keep = []
+            for k, r in enumerate(live_l):
+                toks[r].append(nxt_l[k])
+                lps[r].append(lp_l[k])
+                if ended[k] or (stop and find_stop(self.tokenizer.decode(toks[r][-24:]), stop)[0] >= 0):
+                    finish[r] = "stop"
+                else:
+                    keep.append(k)
+            if not keep or step == max_tokens - 1:
+                break
+            if len(keep) < len(live_l):  # finished rows leave the batch
+                sel = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(sel)
+                live, nxt, mask, next_pos = live[sel], nxt[sel], mask[sel], next_pos[sel]
+            mask = torch.cat([mask, mask.new_ones((mask.shape[0], 1))], 1)
+            res = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
+                             past_key_values=cache, use_cache=True)
+            cache, logits = res.past_key_values, res.logits[:, -1, :]
+            next_pos = next_pos + 1
+        return [self._completion(toks[r], lps[r], finish[r], stop) for r in range(rows)]
+
+    @staticmethod
+    def _sample(logits, temperature, top_p, gen):
+        """Draw one token per row: argmax of p / Exp(1) noise is a draw from p
+        (the exponential race; cheaper than torch.multinomial on a CPU)."""
+        probs = torch.softmax(logits / temperature, -1)
+        if top_p < 1.0:
+            sp, si = probs.sort(-1, descending=True)
+            sp[(sp.cumsum(-1) - sp) >= top_p] = 0.0  # keep the smallest head reaching top_p
+            noise = torch.empty_like(sp).exponential_(generator=gen)
+            return si.gather(1, (sp / noise).argmax(-1, keepdim=True))[:, 0]
+        noise = torch.empty_like(probs).exponential_(generator=gen)
+        return (probs / noise).argmax(-1)
+
+    def _completion(self, toks: list[int], lps: list[float], finish: str, stop) -> Completion:
+        body = toks[:-1] if finish == "stop" and toks and toks[-1] in self.eos_ids else toks
+        text = self.tokenizer.decode(body, skip_special_tokens=False)
+        # matched: the stop string that ended it (a step boundary, not the answer's
+        # end); it and what follows are dropped from the text, as in vLLM
+        cut, matched = find_stop(text, stop)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+        return Completion(text=text, tokens=len(toks), logprob=float(sum(lps)), token_logprobs=lps, finish_reason=finish,
+                          stop_reason=matched)
+
+    # ---- score_prompt
+    @torch.inference_mode()
+    def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
+        prompts = self.check_request(prompts, 1, 1)
+        enc = self._encode_checked(prompts, 0)
+        out = []
+        per = max(1, min(self.max_batch, 8192 // max(len(ids) for ids, _ in enc)))
+        for i in range(0, len(enc), per):
+            chunk = enc[i:i + per]
+            ids, mask = self._left_pad([c[0] for c in chunk])
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = self.model(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, :-1].float()
+            logp = torch.log_softmax(logits, -1)
+            ent = (-(logp.exp() * logp).sum(-1)).clamp(min=0.0)
+            tlp = logp.gather(2, ids[:, 1:, None])[..., 0]
+            width = ids.shape[1]
+            for j, (seq, span) in enumerate(chunk):
+                start = width - len(seq)  # left padding
+                e = ent[j, start:].tolist()
+                lp = tlp[j, start:].tolist()
+                out.append(PromptScore(
+                    token_ids=list(seq),
+                    entropy=[None] + e,
+                    logprobs=[None] + lp,
+                    question_span=span,
+                    usage=Usage(len(seq), 0, 2.0 * self.params * len(seq)),
+                ))
+        return out
+
+    def close(self) -> None:
+        self.model = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

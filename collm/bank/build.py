@@ -1,0 +1,162 @@
+"""Build a sample bank: K graded samples, one greedy decode and the prefix
+signal per problem, written one line per problem as each batch finishes.
+
+The file starts with its header line. Every problem line is flushed and
+fsync'ed as soon as it is written, so a crash, kill -9 or Ctrl-C loses at
+most the batch in flight: running the same command again keeps every
+complete line, drops a line cut in the middle of a write, and does only the
+problems not in the file yet. A resume with other settings (model, dataset,
+sampling) is refused rather than mixing two banks in one file, and an
+exclusive lock keeps two builders off the same file.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from collm import __version__
+from collm.answers import get_task
+from collm.bank.format import FORMAT_VERSION, HEADER_KEY, parse_problem
+from collm.errors import CollmError
+from collm.prompts import DEFAULT_SYSTEM, Prompt
+from collm.strategies.base import extract_all
+
+# header fields that must match for a resume to continue a file
+SAME = (("model", "name"), ("model", "sha256"), ("model", "params"), ("dataset",), ("split",),
+        ("sampling", "k"), ("sampling", "temperature"), ("sampling", "top_p"), ("sampling", "max_tokens"),
+        ("sampling", "seed"), ("prompt", "system"), ("extractor",))
+
+
+def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: int, temperature: float,
+                top_p: float, max_tokens: int, seed: int, system: str | None = DEFAULT_SYSTEM) -> dict:
+    template = getattr(backend, "template", None) or getattr(backend, "chat_template", None)
+    source = getattr(template, "source", template if isinstance(template, str) else None)
+    return {
+        HEADER_KEY: FORMAT_VERSION,
+        "model": {"name": model, "sha256": getattr(getattr(backend, "resolved", None), "sha256", None) or backend.model_id or None,
+                  "model_id": backend.model_id or None, "params": int(backend.params), "engine": backend.name},
+        "dataset": dataset, "split": split,
+        "prompt": {"system": system, "template": "the model's chat template, generation prompt added",
+                   "template_sha256": hashlib.sha256(source.encode()).hexdigest() if source else None},
+        "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed},
+        "extractor": f"{task} (collm.answers; a sample cut at max_tokens has no answer)",
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "collm_version": __version__,
+    }
+
+
+def _get(d: dict, path: tuple):
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return d
+
+
+def _write_line(f, obj: dict) -> None:
+    f.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def resume(f, path: Path, header: dict) -> set[int]:
+    """Make the open file (binary, read/write) ready to append: write the
+    header into an empty file, or check the existing header, drop a cut last
+    line and return the rows already done."""
+    f.seek(0)
+    data = f.read()
+    cut = data.rfind(b"\n") + 1
+    if cut < len(data):  # the last write was cut short: drop it, it is redone
+        f.truncate(cut)
+        data = data[:cut]
+    f.seek(0, os.SEEK_END)
+    if not data:
+        _write_line(f, header)
+        return set()
+    done: set[int] = set()
+    lines = data.split(b"\n")[:-1]
+    for ln, raw in enumerate(lines, 1):
+        try:
+            d = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CollmError(f"{path}:{ln}: not valid JSON; not a bank this command can resume") from None
+        if ln == 1:
+            if not isinstance(d, dict) or HEADER_KEY not in d:
+                raise CollmError(f"{path} exists and is not a bank built by collm (no header line); choose another --out")
+            diff = [".".join(p) for p in SAME if _get(d, p) != _get(header, p)]
+            if diff:
+                raise CollmError(f"{path} was built with other settings ({', '.join(diff)} differ); "
+                                 "use the same options to resume, or another --out")
+            continue
+        if not isinstance(d, dict):
+            raise CollmError(f"{path}:{ln}: expected a JSON object")
+        i = parse_problem(d, path, ln).i
+        if i in done:
+            raise CollmError(f"{path}:{ln}: problem {i} is in the file twice")
+        done.add(i)
+    return done
+
+
+def _problem_line(prob, score, gen, greedy, task) -> dict:
+    def sample(c):
+        ok = task.grade(c.answer, prob.gold)
+        d = {"a": c.answer, "ok": bool(ok), "n": int(c.tokens), "lp": round(float(c.logprob), 3)}
+        if c.finish_reason != "stop":
+            d["f"] = c.finish_reason
+        return d
+
+    extract_all(gen.completions, task)
+    extract_all(greedy.completions, task)
+    s, e = score.question_span
+    return {"i": prob.id, "gold": prob.gold, "prompt_tokens": len(score.token_ids), "q_tokens": e - s,
+            "q_entropy": [round(float(x), 3) for x in score.q_entropy],
+            "q_nll": [round(float(x), 3) for x in score.q_nll],
+            "greedy": sample(greedy.completions[0]), "samples": [sample(c) for c in gen.completions]}
+
+
+def open_out(out: Path):
+    """The bank file opened for appending (created if missing), or a clear error."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return open(out, "a+b")
+    except OSError as e:
+        raise CollmError(f"cannot write the bank {out}: {e.strerror or e}") from None
+
+
+def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: int = 4, progress: bool = True) -> dict:
+    """Sample, grade and append every problem not in `out` yet; returns
+    {"done": rows written now, "skipped": rows already there, "path": out}."""
+    from tqdm import tqdm
+
+    sp = header["sampling"]
+    task = get_task(problems[0].task) if problems else None
+    out = Path(out)
+    with open_out(out) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise CollmError(f"{out} is being written by another process") from None
+        done = resume(f, out, header)
+        todo = [p for p in problems if p.id not in done]
+        bar = tqdm(total=len(problems), initial=len(problems) - len(todo), unit="problem", desc="bank",
+                   file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        written = 0
+        try:
+            for b in range(0, len(todo), batch_size):
+                batch = todo[b:b + batch_size]
+                prompts = [Prompt(p.question, system=header["prompt"]["system"], id=p.id) for p in batch]
+                scores = backend.score_prompt(prompts)
+                gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"],
+                                        max_tokens=sp["max_tokens"], seed=(sp["seed"] * 1_000_003 + batch[0].id) % 2**31)
+                greedy = backend.generate(prompts, n=1, temperature=0.0, max_tokens=sp["max_tokens"], seed=sp["seed"])
+                for p, s, g, gg in zip(batch, scores, gens, greedy):
+                    _write_line(f, _problem_line(p, s, g, gg, task))
+                    written += 1
+                    bar.update(1)
+        finally:
+            bar.close()
+    return {"path": str(out), "done": written, "skipped": len(problems) - len(todo), "total": len(problems)}

@@ -1,0 +1,82 @@
+"""`collm bank build`: sample a dataset into a bank (resumable);
+`collm bank info`: a bank's header and size."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(sub):
+    p = sub.add_parser("bank", help="build or inspect a sample bank", description=__doc__)
+    bsub = p.add_subparsers(dest="bank_command", metavar="ACTION")
+    b = bsub.add_parser("build", help="sample K graded answers per problem into a bank (resumes after a crash)")
+    b.add_argument("--model", required=True, help="model name (see `collm models`)")
+    b.add_argument("--engine", default=None, help="engine to run it on (default: the best available)")
+    b.add_argument("--dataset", required=True, help="dataset name (gsm8k, math500, svamp, ...)")
+    b.add_argument("--split", default="test")
+    b.add_argument("--offset", type=int, default=0, help="first dataset row")
+    b.add_argument("--limit", type=int, default=None, help="number of problems (default: all)")
+    b.add_argument("--k", type=int, required=True, help="samples per problem")
+    b.add_argument("--max-tokens", type=int, default=400)
+    b.add_argument("--temperature", type=float, default=0.8)
+    b.add_argument("--top-p", type=float, default=1.0)
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--batch-size", type=int, default=4, help="problems per engine call")
+    b.add_argument("--out", required=True, help="bank file (JSONL); an existing one is resumed")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    i = bsub.add_parser("info", help="print a bank's header, problems and K")
+    i.add_argument("file")
+    p.set_defaults(_bank_parser=p)
+    return p
+
+
+def run(args) -> int:
+    from collm.errors import CollmError
+
+    if args.bank_command == "info":
+        from collm.bank.format import load_bank
+
+        bank = load_bank(args.file)
+        print(json.dumps({"path": bank.path, "problems": len(bank), "k": bank.k,
+                          "rows": [bank.problems[0].i, bank.problems[-1].i], "header": bank.header}, indent=2))
+        return 0
+    if args.bank_command != "build":
+        args._bank_parser.print_help(sys.stderr)
+        return 2
+    if args.k < 1:
+        raise CollmError(f"--k must be at least 1 (got {args.k})")
+    if args.max_tokens < 1:
+        raise CollmError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
+    if args.batch_size < 1:
+        raise CollmError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.temperature <= 0:
+        raise CollmError("--temperature must be > 0 for sampled banks (the greedy decode is always added)")
+
+    from pathlib import Path
+
+    from collm.bank.build import build_bank, make_header, open_out
+    from collm.datasets import load_dataset
+
+    problems = load_dataset(args.dataset, args.split, args.offset, args.limit)
+    if not problems:
+        raise CollmError(f"no problems in {args.dataset}/{args.split} from row {args.offset}")
+    open_out(Path(args.out)).close()  # fail before the model loads, not after
+    try:
+        from collm.backends import load_backend
+    except ImportError:
+        raise CollmError("no model engine is available to build a bank") from None
+    backend = load_backend(args.model) if args.engine is None else load_backend(args.model, args.engine)
+    header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
+                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+    try:
+        res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet)
+    except KeyboardInterrupt:
+        print(f"stopped: every finished problem is saved in {args.out}; run the same command to resume",
+              file=sys.stderr)
+        raise
+    finally:
+        backend.close()
+    print(f"{res['path']}: {res['done']} problems written, {res['skipped']} already there, {res['total']} in all",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,193 @@
+"""Request and response bodies of the OpenAI-compatible API, plus collm's own.
+
+The fields follow OpenAI's chat and legacy completions APIs. Two differ in
+meaning, on purpose:
+
+- `n` is the sample budget, not the number of choices: collm always answers
+  with one aggregated choice, and `n` forces how many samples it aggregates.
+- `collm` (optional) carries collm's per-request options: a forced budget
+  (`n`), a cap (`max_n`), the answer task and the strategy.
+
+Unknown fields are accepted and ignored, as OpenAI-compatible servers do, so
+that clients sending e.g. `stream_options` or `user` still work; fields that
+collm cannot honour (streaming, tools) are refused with a clear 400.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_N = 64  # a hard ceiling on any per-request budget; the server's own cap is usually lower
+
+
+class CollmOptions(BaseModel):
+    """collm's per-request options (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int | None = Field(None, ge=1, le=MAX_N, description="force exactly this many samples")
+    max_n: int | None = Field(None, ge=1, le=MAX_N, description="cap the policy's budget at this many samples")
+    task: str | None = Field(None, max_length=32, description="answer extraction: gsm8k (default), number, math, choice")
+    strategy: str | None = Field(None, max_length=32, description="majority (default) or greedy")
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[dict] = Field(..., description="text, or a list of {type: text, text} parts")
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.get("type") != "text" or not isinstance(part.get("text"), str):
+                raise ValueError("only text content parts are supported")
+            parts.append(part["text"])
+        return "".join(parts)
+
+
+class _Sampling(BaseModel):
+    """Fields shared by both endpoints."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = Field(None, max_length=256)
+    n: int | None = Field(None, ge=1, le=MAX_N, description="collm: the sample budget (one aggregated choice is returned)")
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    stream: bool | None = False
+    collm: CollmOptions | None = None
+
+    @field_validator("stream")
+    @classmethod
+    def _no_stream(cls, v):
+        if v:
+            raise ValueError("streaming is not supported: collm answers once every sample is aggregated")
+        return v
+
+
+class ChatCompletionRequest(_Sampling):
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=256)
+
+
+class CompletionRequest(_Sampling):
+    prompt: str | list[str] = Field(..., description="the question (a list must hold exactly one string)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v):
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError("send exactly one prompt per request")
+            return v[0]
+        return v
+
+
+# ---- responses ----
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class BudgetInfo(BaseModel):
+    """How the sample budget was chosen, and what load did to it."""
+
+    source: str = Field(..., description="client (forced n), policy, or default")
+    requested: int = Field(..., description="samples the client or policy asked for (an adaptive policy: its cap), after caps")
+    allowed: int = Field(..., description="samples allowed after load and the token bucket had their say")
+    used: int = Field(..., description="generations actually drawn")
+    load_shrunk: bool = Field(..., description="true when load or the token bucket cut the budget (allowed < requested)")
+    load_factor: float = Field(..., description="the share of the budget kept under load (1.0: none cut)")
+    queued: int = Field(..., description="requests waiting for a slot when this one was planned")
+    bucket_level: float = Field(..., description="tokens left in the global bucket after this request was charged")
+
+
+class CollmInfo(BaseModel):
+    answer: str | None
+    votes: dict[str, float]
+    samples: int
+    strategy: str
+    task: str
+    difficulty: float | None = Field(..., description="a difficulty-plan policy: mean prefix entropy (nats) of the "
+                                     "question's tokens; an adaptive policy: 1 - its confidence in the answer; "
+                                     "null when not measured")
+    flops: float
+    budget: BudgetInfo
+
+
+class ChatChoiceMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatChoiceMessage
+    finish_reason: str
+    logprobs: None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageOut
+    collm: CollmInfo
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str
+    logprobs: None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageOut
+    collm: CollmInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "collm"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    in_flight: int
+    queued: int

@@ -1,0 +1,162 @@
+"""Both embedded engines on the real SmolLM2: sampling, usage, question span,
+prompt scores, bad input. Each engine loads once per module; outputs stay short."""
+
+import math
+
+import pytest
+
+from collm.backends import find_stop, load_backend, pick_engine
+from collm.errors import CollmError
+from collm.prompts import Prompt
+
+pytestmark = pytest.mark.model
+
+MODEL = "smollm2-135m"
+QUESTIONS = ["What is 7 times 8?", "Tom has 3 apples and buys 5 more. How many apples does he have?"]
+SMOLLM2_PARAMS = 134_515_008
+
+
+def _llamacpp_or_skip():
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        pytest.skip("llama-cpp-python is not installed")
+
+
+@pytest.fixture(scope="module", params=["torch", pytest.param("llamacpp", marks=pytest.mark.llamacpp)])
+def engine(request):
+    if request.param == "llamacpp":
+        _llamacpp_or_skip()
+    b = load_backend(MODEL, engine=request.param)
+    yield b
+    b.close()
+
+
+def _decode(b, ids):
+    return b.tokenizer.decode(ids) if b.name == "torch" else b.detokenize(ids)
+
+
+def test_params_and_context(engine):
+    assert engine.params == SMOLLM2_PARAMS  # tied embedding counted once
+    assert engine.context_length == 8192
+    assert engine.model_id.startswith(MODEL)
+
+
+def test_seed_reproduces_and_n_completions(engine):
+    kw = dict(n=3, temperature=1.0, max_tokens=6)
+    a = engine.generate(QUESTIONS, seed=7, **kw)
+    b = engine.generate(QUESTIONS, seed=7, **kw)
+    c = engine.generate(QUESTIONS, seed=8, **kw)
+    assert len(a) == len(QUESTIONS) and all(len(g.completions) == 3 for g in a)
+    texts = lambda gens: [x.text for g in gens for x in g.completions]  # noqa: E731
+    assert texts(a) == texts(b)
+    assert [x.token_logprobs for g in a for x in g.completions] == [x.token_logprobs for g in b for x in g.completions]
+    assert texts(a) != texts(c)
+    assert len(set(texts(a))) > 2  # samples of one prompt differ
+
+
+def test_completion_fields_and_usage_arithmetic(engine):
+    gens = engine.generate(QUESTIONS, n=2, temperature=0.8, max_tokens=6, seed=1)
+    for q, g in zip(QUESTIONS, gens):
+        ids, _ = engine.encode(Prompt(q))
+        for c in g.completions:
+            assert 1 <= c.tokens <= 6 and c.tokens == len(c.token_logprobs)
+            assert c.logprob == pytest.approx(sum(c.token_logprobs))
+            assert all(lp <= 1e-4 and math.isfinite(lp) for lp in c.token_logprobs)
+            assert c.finish_reason in ("stop", "length")
+            assert c.finish_reason == "stop" or c.tokens == 6
+        done = sum(c.tokens for c in g.completions)
+        assert g.usage.prompt_tokens == len(ids)  # the shared prefill counted once
+        assert g.usage.completion_tokens == done
+        assert g.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * (len(ids) + done))
+
+
+def test_length_cut_and_greedy_copies(engine):
+    g = engine.generate([QUESTIONS[1]], n=2, temperature=0.0, max_tokens=3)[0]
+    a, b = g.completions
+    assert a.finish_reason == "length" and a.tokens == 3
+    assert (a.text, a.token_logprobs) == (b.text, b.token_logprobs)
+
+
+def test_stop_string_cuts_the_text(engine):
+    full = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=16)[0].completions[0]
+    words = full.text.split()
+    assert len(words) >= 3, full.text
+    word = words[2]
+    cut = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=16, stop=[word])[0].completions[0]
+    assert cut.finish_reason == "stop" and cut.stop_reason == word
+    assert cut.text == full.text[: full.text.index(word)]
+    assert cut.tokens < full.tokens
+
+
+def test_question_span_is_the_question(engine):
+    for q in QUESTIONS + ["Is <|im_end|> a token?"]:
+        ids, (s, e) = engine.encode(Prompt(q))
+        assert _decode(engine, ids[s:e]) == q
+        assert 0 < s < e < len(ids)
+
+
+def test_score_prompt(engine):
+    scores = engine.score_prompt(QUESTIONS)
+    for q, sc in zip(QUESTIONS, scores):
+        ids, span = engine.encode(Prompt(q))
+        assert sc.token_ids == ids and sc.question_span == span
+        assert len(sc.entropy) == len(sc.logprobs) == len(ids)
+        assert sc.entropy[0] is None and sc.logprobs[0] is None
+        assert all(math.isfinite(x) and x >= 0 for x in sc.entropy[1:])
+        assert all(math.isfinite(x) and x <= 1e-4 for x in sc.logprobs[1:])
+        assert len(sc.q_entropy) == span[1] - span[0]
+        assert max(sc.q_entropy) > 0.1  # a question is not predictable
+        assert sc.usage.prompt_tokens == len(ids) and sc.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * len(ids))
+
+
+def test_score_then_generate_agree(engine):
+    """The log-prob of the first sampled token equals score_prompt's for the same sequence."""
+    c = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=2)[0].completions[0]
+    full = Prompt(QUESTIONS[0], assistant_prefix=c.text)
+    sc = engine.score_prompt([full])[0]
+    assert sc.logprobs[-len(c.token_logprobs):] == pytest.approx(c.token_logprobs, abs=2e-3)
+
+
+def test_bad_requests(engine):
+    with pytest.raises(CollmError, match="beyond the model's context"):
+        engine.generate([QUESTIONS[0]], max_tokens=engine.context_length)
+    with pytest.raises(CollmError, match="beyond the model's context"):
+        engine.generate([QUESTIONS[0]], max_tokens=engine.context_length - 5)  # with the prompt
+    with pytest.raises(CollmError, match="n must be"):
+        engine.generate([QUESTIONS[0]], n=0)
+    with pytest.raises(CollmError, match="empty"):
+        engine.score_prompt(["  "])
+
+
+def test_engines_agree_on_tokens_and_scores():
+    """The two engines see the same token ids and close prompt statistics."""
+    _llamacpp_or_skip()
+    a, b = load_backend(MODEL, engine="torch"), load_backend(MODEL, engine="llamacpp")
+    try:
+        sa, sb = a.score_prompt(QUESTIONS), b.score_prompt(QUESTIONS)
+        for x, y in zip(sa, sb):
+            assert x.token_ids == y.token_ids and x.question_span == y.question_span
+            diff = [abs(u - v) for u, v in zip(x.q_entropy, y.q_entropy)]
+            assert sum(diff) / len(diff) < 0.15, diff
+    finally:
+        a.close()
+        b.close()
+
+
+def test_load_backend_errors(tmp_path):
+    with pytest.raises(CollmError, match="unknown engine"):
+        load_backend(MODEL, engine="vllm")
+    with pytest.raises(CollmError, match="unknown model"):
+        load_backend("no-such-model")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CollmError, match="needs a .gguf"):
+        load_backend(str(tmp_path), engine="llamacpp")
+    assert pick_engine("cuda") == "torch"
+    assert pick_engine("cpu", kind="hf") == "torch"
+
+
+def test_find_stop():
+    assert find_stop("a. b\n\nc", ["\n\n", "."]) == (1, ".")
+    assert find_stop("abc", ["x"]) == (-1, None)
+    assert find_stop("abc", None) == (-1, None)

