@@ -33,6 +33,7 @@ KINDS = ("early-stop", "schedule", "marginal-majority", "marginal")
 LABELS = {"marginal-majority": "marginal, plain majority vote", "marginal": "marginal, learned scorer"}
 VARIANTS = {"marginal-majority": ("marginal", {"aggregate": "majority"})}
 BUDGETS = (2, 3, 4, 6, 8, 12, 16, 24)
+REF_SEEDS = 20  # the uniform and oracle reference curves: cheap, so averaged over more draw orders
 
 
 def signal_table(view) -> list[tuple[str, float]]:
@@ -122,19 +123,20 @@ def main():
         cv = cross_validate(view, k, samples=b, seeds=seeds, splits=range(args.splits), params=params)
         cache[f"{kind}:{b}"] = {**cv, "budget": b, "seconds": time.time() - t}
         cache_path.write_text(json.dumps(cache, indent=1))
-    uni = uniform_points(view, seeds)
+    uni = uniform_points(view, range(REF_SEEDS))
     if "uniform-learned" not in cache:
         cache["uniform-learned"] = learned_uniform(view, seeds, range(args.splits))
         cache_path.write_text(json.dumps(cache, indent=1))
     ul = cache["uniform-learned"]
     by_n = {p["samples"]: p for p in uni}
-    oracle = bank_eval.oracle_frontier(bank, seeds=seeds, cost="flops", params=view.params)
+    oracle = bank_eval.oracle_frontier(bank, seeds=range(REF_SEEDS), cost="flops", params=view.params)
     tok = 2.0 * view.params
     lines = ["# Allocation policies on the shared bank", "",
              f"Bank: `{args.bank}` ({len(view)} GSM8K test problems x {view.K} samples, Qwen2.5-Coder-0.5B-Instruct, "
              f"T=0.8, max 400 tokens). FLOPs = 2 x {view.params:,} x (prompt + generated tokens), the prompt "
              "prefilled once per problem. Policies: fitted on one half of the problems, replayed on the other, "
              f"swapped ({args.splits} random splits = {2 * args.splits} folds), {len(seeds)} draw seeds each. "
+             f"The uniform and oracle reference curves average {REF_SEEDS} draw orders. "
              "Uniform is the bank's own majority-of-n curve (cut samples vote, no greedy pass); adaptive policies "
              "run the greedy pass first and count it as a generation and a vote, and cut samples (400 tokens) "
              "never vote.", "",
@@ -173,6 +175,37 @@ def main():
             f = reach(pts, acc)
             row += " not reached | - |" if f is None else f" {f:.3g} | {ref / f:.2f}x |"
         lines.append(row)
+    def ratio(name, acc, ref):
+        f = reach(curves.get(name, []), acc)
+        return f"{ref / f:.2f}x" if f else "not reached"
+
+    m16 = ratio("marginal, learned scorer", a16, by_n[16]["flops"])
+    m32 = ratio("marginal, learned scorer", a32, by_n[32]["flops"])
+    f_or = reach(oracle, a32)
+    f_ul16, f_ul32 = reach(ul, a16), reach(ul, a32)
+    f_m16, f_m32 = reach(curves.get("marginal, learned scorer", []), a16), reach(curves.get("marginal, learned scorer", []), a32)
+    alloc = (f"{f_ul16 / f_m16:.2f}x and {f_ul32 / f_m32:.2f}x" if all([f_ul16, f_m16, f_ul32, f_m32]) else "n/a")
+    lines += ["", "## Reading the table", "",
+              f"- The best policy, `marginal` with the learned answer scorer (the shipped default), needs {m16} less "
+              f"compute than uniform majority voting to match maj@16 and {m32} less to match maj@32. The target was "
+              "4x at maj@32; it is not reached.",
+              f"- Where it comes from: answering with the learned group scorer instead of a plain count (vote share, "
+              "self-certainty, greedy agreement, answer form) already lifts uniform allocation to the rows "
+              "'uniform allocation + learned scorer'; allocating by expected gain per FLOP adds "
+              f"{alloc} on top of that (same scorer, at maj@16's and maj@32's accuracy). With a plain majority vote "
+              "the marginal allocator alone gives the 'marginal, plain majority vote' rows.",
+              f"- The oracle, which knows each problem's expected curve in advance, matches maj@32 at "
+              f"{by_n[32]['flops'] / f_or:.2f}x less compute by FLOPs (the 8x of the issue counts "
+              "samples, and draws no greedy pass). Our policies beat it at small budgets only because the greedy "
+              "pass is a better single answer than a sample.",
+              "- What limits it: about half of the problems are never or almost never solved (pass rate < 0.1) and "
+              "the cheap signals barely tell them from the contested problems (pass rate 0.1-0.3) that need 16-32 "
+              "samples: both show scattered answers after a few draws. The prompt signals rank difficulty poorly "
+              "(table below), and the draw features separate the two groups weakly, so the allocator still spends "
+              "about as much on a hopeless problem as on a contested one. Easy problems stop after 3-5 generations.",
+              "- Estimators: the marginal policy uses no extra estimator (the greedy pass is a generation and a "
+              "vote); the schedule's prefix-entropy signal is charged a full forward pass over 32 question tokens.",
+              ]
     lines += ["", "## Difficulty signals", "",
               "Spearman correlation with true difficulty (1 - pass rate over the bank's 32 samples), all 640 problems.", "",
               "| signal | Spearman |", "|---|---|"]

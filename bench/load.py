@@ -1,16 +1,16 @@
 """Load test of `collm serve` on loopback: adaptive policy vs uniform best-of-N
 at equal average compute.
 
-A fixed mix of easy and hard GSM8K test questions (easy: the shared bank's
-Qwen2.5-Coder-0.5B solves >= 60% of its samples; hard: <= 10%) is sent at a
-fixed concurrency with the official async openai client. Each configuration
+A fixed mix of easy and hard GSM8K test questions, alternating (easy: the
+shared bank's Qwen2.5-Coder-0.5B solves at least half of its 32 samples;
+hard: fewer), in bank order, is sent at a fixed concurrency with the official async openai client. Each configuration
 gets its own server, started here on 127.0.0.1 and stopped afterwards:
 
 1. adaptive: the server's policy (--policy, default: the model's shipped
    policy or collm's uncalibrated early-stop);
-2. uniform: best-of-N forced by the client (`n`: never cut by load), N =
-   the adaptive run's mean samples per request rounded, so both spend about
-   the same compute.
+2. uniform: best-of-N forced by the client (`n`: never cut by load), for N
+   the floor and the ceiling of the adaptive run's mean samples per request,
+   which bracket its compute.
 
 Reported per configuration: requests answered and refused, p50 / p95
 latency, throughput, accuracy, mean samples and FLOPs per request, and the
@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -45,6 +46,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -64,7 +66,7 @@ def free_port() -> int:
 
 
 def workload(bank_path: str, count: int) -> list[dict]:
-    """count questions, alternating easy and hard, in bank order (deterministic)."""
+    """count questions, alternating easy (bank pass rate >= 0.5) and hard, in bank order (deterministic)."""
     from collm.bank import load_bank
     from collm.datasets import load_dataset
 
@@ -73,7 +75,7 @@ def workload(bank_path: str, count: int) -> list[dict]:
     easy, hard = [], []
     for p in bank.problems:
         rate = sum(s.ok for s in p.samples) / len(p.samples)
-        (easy if rate >= 0.6 else hard if rate <= 0.1 else []).append(p.i)
+        (easy if rate >= 0.5 else hard).append(p.i)
     out = []
     for e, h in zip(easy, hard):
         out += [{"i": e, "kind": "easy"}, {"i": h, "kind": "hard"}]
@@ -202,7 +204,7 @@ class LiveServer:
                "--served-model-name", "served", "--log-level", "warning", *policy_args]
         if args.engine:
             cmd += ["--engine", args.engine]
-        self.log = open(Path(args.out).with_suffix(".server.log"), "a")
+        self.log = open(Path(tempfile.gettempdir()) / "collm_load_server.log", "a")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self):
@@ -253,6 +255,7 @@ class ReplayServer:
 
 def run_config(args, name: str, policy_args: list[str], questions: list[dict], n: int | None = None) -> dict:
     Server = LiveServer if args.mode == "live" else ReplayServer
+    load0 = os.getloadavg()[0]
     with Server(args, policy_args) as srv:
         if args.mode == "live":  # one warm-up request, not counted
             asyncio.run(drive(srv.url, [{"i": -1, "kind": "warm", "question": "What is 1 + 1?", "gold": "2"}],
@@ -260,19 +263,20 @@ def run_config(args, name: str, policy_args: list[str], questions: list[dict], n
         run = asyncio.run(drive(srv.url, questions, args.concurrency, args.max_tokens, args.time_limit,
                                 args.request_timeout, n))
     s = summarize(name, run)
+    s["load"] = (load0 + os.getloadavg()[0]) / 2
     print(json.dumps(s), file=sys.stderr)
     return s
 
 
 def table(rows: list[dict]) -> str:
     out = ["| config | answered / sent | p50 ms | p95 ms | req/s | accuracy | easy acc | hard acc | samples/req "
-           "(easy, hard) | GFLOPs/req | budget cut by load |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "(easy, hard) | GFLOPs/req | budget cut by load | machine load avg |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['config']} | {r['answered']} / {r['sent']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | "
                    f"{r['throughput']:.2f} | {r['accuracy']:.3f} | {r['easy'][0]:.3f} | {r['hard'][0]:.3f} | "
                    f"{r['samples']:.2f} ({r['easy'][1]:.2f}, {r['hard'][1]:.2f}) | {r['gflops']:.1f} | "
-                   f"{r['shrunk']:.0%} |")
+                   f"{r['shrunk']:.0%} | {r['load']:.1f} |")
     return "\n".join(out)
 
 
@@ -296,6 +300,8 @@ def main(argv=None) -> int:
                    help="fit a collm.allocation policy (e.g. early-stop:8) on the bank's questions outside the "
                         "workload and use it as the adaptive policy (saved beside --out)")
     p.add_argument("--uniform-n", type=int, default=None, help="uniform N (default: the adaptive run's mean, rounded)")
+    p.add_argument("--abba", action="store_true",
+                   help="run every configuration twice, the second time in reverse order (a shared, busy machine)")
     p.add_argument("--requests", type=int, default=40)
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--max-tokens", type=int, default=32)
@@ -315,8 +321,14 @@ def main(argv=None) -> int:
     rows = [run_config(args, f"adaptive ({label})", ["--policy", policy], questions)]
     if rows[0]["answered"] == 0:
         raise SystemExit("the adaptive configuration answered nothing: see the server log")
-    n = args.uniform_n or max(1, round(rows[0]["samples"]))
-    rows.append(run_config(args, f"uniform best-of-{n}", ["--policy", "none"], questions, n=n))
+    mean = rows[0]["samples"]  # bracket the adaptive mean: floor and ceil
+    ns = [args.uniform_n] if args.uniform_n else sorted({max(1, math.floor(mean)), max(1, math.ceil(mean))})
+    for n in ns:
+        rows.append(run_config(args, f"uniform best-of-{n}", ["--policy", "none"], questions, n=n))
+    if args.abba:  # the same runs again in reverse order, so drifting machine load hits both sides alike
+        for n in reversed(ns):
+            rows.append(run_config(args, f"uniform best-of-{n} (2nd)", ["--policy", "none"], questions, n=n))
+        rows.append(run_config(args, f"adaptive ({label}) (2nd)", ["--policy", policy], questions))
 
     cmd = "python bench/load.py " + " ".join(sys.argv[1:] if argv is None else argv)
     what = (f"live `collm serve --model {args.model}`, max_tokens {args.max_tokens}" if args.mode == "live" else

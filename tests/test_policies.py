@@ -53,7 +53,7 @@ def test_policies_spend_about_their_calibrated_budget():
     for kind in ("uniform", "marginal", "schedule"):
         pol = get_policy(kind).fit(view, samples=4)
         spent = np.mean([replay(pol, view, s)["samples"].mean() for s in (101, 102)])
-        assert spent <= 4 + 1e-9 and spent >= 2, (kind, spent)
+        assert 2 <= spent <= 4 * 1.1, (kind, spent)  # calibration aims at the budget; caps are Budget's job
 
 
 def test_cli_refuses_bad_budgets_with_the_minimum(tmp_path, capsys):
@@ -127,3 +127,25 @@ def test_shipped_policy_answers_live_with_smollm2_within_budget():
     for a in answers:
         assert a.n == len(a.completions) and a.usage.flops > 0
         assert a.extra["policy"] == "early-stop" and 0 <= a.extra["difficulty"] <= 1
+
+
+def test_policy_report_on_another_bank_of_the_same_model(tmp_path):
+    from collm.bank.format import problem_to_dict
+
+    pilot, other = random_bank(6, P=12, K=8), random_bank(7, P=10, K=8)
+    pol = get_policy("marginal", fit_seeds=2).fit(BankView(pilot), samples=3)
+    pol.save(tmp_path / "p.json")
+    path = tmp_path / "other.jsonl"
+    path.write_text(json.dumps({"collm_bank": 1, **other.header}) + "\n"
+                    + "".join(json.dumps(problem_to_dict(p)) + "\n" for p in other.problems))
+    from collm.bank import load_bank
+
+    rep = policy_report(load_bank(path), tmp_path / "p.json", seeds=2)
+    for key in ("accuracy", "samples", "flops", "estimator_flops", "ratio_to_uniform"):
+        assert key in rep and key in rep["policy"] or key == "ratio_to_uniform"
+    assert 1 <= rep["samples"] <= 9 and rep["flops"] > 0 and rep["in_sample"] is False
+    other.header["model"] = {"name": "another", "params": 1000}
+    path.write_text(json.dumps({"collm_bank": 1, **other.header}) + "\n"
+                    + "".join(json.dumps(problem_to_dict(p)) + "\n" for p in other.problems))
+    with pytest.raises(CollmError, match="calibrated for toy"):
+        policy_report(load_bank(path), tmp_path / "p.json", seeds=2)

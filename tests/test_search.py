@@ -12,15 +12,76 @@ import math
 import pytest
 
 from collm.answers import get_task
+from collm.backends.base import Backend
 from collm.errors import CollmError
+from collm.flops import inference_flops
 from collm.prompts import Prompt
 from collm.strategies import STRATEGIES, get_strategy
 from collm.strategies.options import add_strategy_args, strategy_kwargs
 from collm.strategies.revisions import REVISE, chain_lengths, revision_prompt
 from collm.strategies.select import fit_strategy_policy, load_strategy_policy
 from collm.strategies.steps import Path, step_end
-from collm.types import Completion
-from fake_steps import FakeStepBackend, script
+from collm.types import Completion, Generation, Usage
+
+
+# ---- a deterministic stand-in model: it knows a few scripted solutions per
+# question and writes them one blank-line-separated step at a time, like an
+# engine with stop=["\n\n"]. A word is a token; every token of a solution has
+# the solution's log-prob. Sample i of a call continues solution
+# (seed + i + len(prefix)) mod (matching solutions).
+class FakeStepBackend(Backend):
+    name = "fake-steps"
+    params = 1000
+    context_length = 100000
+
+    def __init__(self, scripts: dict[str, list[tuple[str, float]]], keep_stop: bool = False):
+        self.scripts = scripts  # question -> [(solution text, per-token log-prob)]
+        self.keep_stop = keep_stop  # an engine that leaves the stop string in the text
+        self.calls: list[dict] = []
+
+    def score_prompt(self, prompts):
+        raise NotImplementedError
+
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None):
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+        out, total = [], Usage()
+        for p in prompts:
+            prefix = p.assistant_prefix
+            q = p.question if p.question in self.scripts else p.history[0]["content"]  # a revision turn
+            sols = [s for s in self.scripts[q] if s[0].startswith(prefix)] or self.scripts[q][:1]
+            comps = []
+            for i in range(n):
+                k = 0 if temperature == 0 else ((seed or 0) + i + len(prefix)) % len(sols)
+                text, lp = sols[k]
+                rest = text[len(prefix):] if text.startswith(prefix) else text
+                comps.append(self._piece(rest, lp, max_tokens, stop))
+            ptoks = len((p.question + " " + p.assistant_prefix + " ".join(m["content"] for m in p.history)).split())
+            u = Usage(ptoks, sum(c.tokens for c in comps), inference_flops(self.params, ptoks + sum(c.tokens for c in comps)))
+            total += u
+            out.append(Generation(comps, u))
+        self.calls.append({"prompts": prompts, "n": n, "temperature": temperature, "max_tokens": max_tokens,
+                           "stop": stop, "usage": total})
+        return out
+
+    def _piece(self, rest, lp, max_tokens, stop):
+        cut, reason, sr = rest, "stop", None
+        if stop:
+            for s in stop:
+                at = rest.find(s)
+                if at >= 0 and at + len(s) < len(rest):  # a stop string before the end
+                    cut, sr = rest[:at + len(s)] if self.keep_stop else rest[:at], s
+                    break
+        words = cut.split(" ")
+        if len(words) > max_tokens:
+            cut, reason, sr = " ".join(words[:max_tokens]), "length", None
+            words = words[:max_tokens]
+        n = len(words)
+        return Completion(cut, n, lp * n, [lp] * n, reason, stop_reason=sr if not self.keep_stop else None)
+
+
+def script(steps: list[str], answer: str, p: float) -> tuple[str, float]:
+    return "\n\n".join(steps + [f"The answer is \\boxed{{{answer}}}."]), math.log(p)
+
 
 TASK = get_task("gsm8k")
 Q1, Q2, Q3 = "What is 2 + 3?", "What is 4 + 4?", "What is 10 - 7?"
@@ -66,7 +127,7 @@ def test_verifier_guided_strategies_beat_majority_on_the_scripted_model(keep_sto
                      ("lookahead", {"lookahead": 1, "beam_width": 3})]:
         got = get_strategy(name, **kw).run(b, qs, 3, TASK, max_tokens=50)
         assert [a.answer for a in got] == ["5", "8", "3"], name
-        assert all(a.n == 3 and a.strategy == name for a in got)
+        assert all(a.n == (6 if name == "lookahead" else 3) and a.strategy == name for a in got)
 
 
 def test_search_is_batched_across_prompts_and_flops_are_the_calls_sum():
@@ -134,6 +195,20 @@ def test_revisions_chains_see_their_earlier_attempts():
     w = get_strategy("revisions", revisions=3, final="best").run(FakeStepBackend(scripts()), [Q1], 6, TASK,
                                                                       max_tokens=50)[0]
     assert w.answer == "5"
+
+
+def test_a_failing_remote_verifier_stops_the_strategy_with_a_clear_error():
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/pooling"
+    sock.close()  # nothing listens there now
+    for name in ("weighted", "beam", "dvts"):
+        b = FakeStepBackend(scripts())
+        with pytest.raises(CollmError, match="unreachable"):
+            get_strategy(name, verifier=url, verifier_options={"timeout": 2}).run(b, [Q1], 2, TASK, max_tokens=50)
+        assert b.calls == []  # it failed before spending any generation
 
 
 def test_bad_settings_are_clear_errors():
@@ -221,6 +296,15 @@ def smollm():
 
 
 @pytest.mark.model
+def test_the_engine_tells_a_stop_string_from_the_end_of_the_answer(smollm):
+    g = smollm.generate(["Name three colours."], n=2, temperature=0.8, max_tokens=24, seed=0, stop=[" "])[0]
+    for c in g.completions:  # a space comes within 24 tokens: each stops on it, and says so
+        assert c.finish_reason == "stop" and c.stop_reason == " " and step_end(c, [" "]) == "step"
+    g = smollm.generate(["Say OK."], n=1, temperature=0.0, max_tokens=4, seed=0)[0]
+    assert g.completions[0].stop_reason is None
+
+
+@pytest.mark.model
 @pytest.mark.parametrize("name,kw", [
     ("weighted", {}), ("best", {}), ("beam", {"beam_width": 2, "max_steps": 3, "step_tokens": 8}),
     ("dvts", {"beam_width": 2, "max_steps": 3, "step_tokens": 8}),
@@ -234,7 +318,7 @@ def test_every_strategy_runs_on_the_real_model(smollm, name, kw):
     got = get_strategy(name, **kw).run(smollm, qs, 2, TASK, max_tokens=16, seed=1)
     assert len(got) == len(qs)
     for a in got:
-        assert a.strategy == name and a.n == 2 and a.usage.flops > 0 and a.usage.completion_tokens > 0
+        assert a.strategy == name and a.n == (4 if name == "lookahead" else 2) and a.usage.flops > 0 and a.usage.completion_tokens > 0
         assert all(c.finished for c in a.completions if c.answer is not None)
         if a.answer is not None:
             assert a.answer in a.votes
@@ -251,3 +335,32 @@ def test_ask_cli_runs_beam_search(capsys):
     assert rc == 0
     d = json.loads(out)
     assert d["strategy"] == "beam" and d["n"] == 2 and d["usage"]["flops"] > 0 and "verifier" in d
+
+
+def test_the_benchmark_replay_votes_agree_with_collm_vote():
+    """bench/strategies.py replays weighted and best-of-N vectorised over a
+    bank; on random draws it must pick what collm.vote picks one by one."""
+    import importlib.util
+    from pathlib import Path as FPath
+
+    import numpy as np
+
+    from collm.vote import best_score, weighted
+
+    spec = importlib.util.spec_from_file_location("bench_strategies", FPath(__file__).parent.parent / "bench" / "strategies.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rng = np.random.default_rng(0)
+    ans = rng.integers(-1, 4, size=(300, 8))
+    ok = np.zeros_like(ans, bool)
+    right = rng.integers(0, 4, size=300)
+    ok[ans == right[:, None]] = True
+    w = rng.choice([0.25, 0.5, 1.0], size=ans.shape)  # coarse: ties happen
+    ks = [1, 2, 4, 8]
+    wc, bc = bench.weighted_correct(ans, ok, w, ks), bench.best_correct(ans, ok, w, ks)
+    for i in range(300):
+        for j, k in enumerate(ks):
+            a = [str(x) if x >= 0 else None for x in ans[i, :k]]
+            wa, ba = weighted(a, list(w[i, :k]))[0], best_score(a, list(w[i, :k]))
+            assert wc[i, j] == (wa is not None and int(wa) == right[i]), (i, k)
+            assert bc[i, j] == (ba is not None and int(ba) == right[i]), (i, k)

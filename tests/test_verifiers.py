@@ -228,6 +228,18 @@ def test_remote_garbage_is_a_clear_error(server, path, match):
         get_verifier(url + path)(PROMPTS, CANDS)
 
 
+def test_remote_check_fails_before_use_or_warns_with_a_fallback(server, capsys):
+    url, srv = server
+    n0 = len(srv.requests)
+    get_verifier(url + "/classify").check()
+    assert len(srv.requests) == n0 + 1
+    with pytest.raises(CollmError, match="not JSON"):
+        get_verifier(url + "/garbage").check()
+    v = get_verifier(url + "/garbage", fallback="self-certainty")
+    v.check()
+    assert "using self-certainty scores instead" in capsys.readouterr().err
+
+
 def _free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

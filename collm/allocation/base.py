@@ -68,7 +68,8 @@ class Policy:
                 "params": self.params, "state": self.state, "target": self.target, "cv": self.cv}
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        d = self.to_dict()  # one top-level key a line: readable, and the weights stay compact
+        Path(path).write_text("{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in d.items()) + "\n}\n")
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "<policy>") -> "Policy":
@@ -106,6 +107,6 @@ def load_policy(path, model: dict | None = None) -> Policy:
     p = Policy.from_dict(d, str(path))
     if model is not None and not same_model(p.model, model):
         raise CollmError(f"{path}: this policy was calibrated for {p.model.get('name') or 'another model'} "
-                         f"({p.model.get('sha256', '')[:12] or 'no sha256'}), not for {model.get('name') or 'this model'} "
+                         f"({(p.model.get('sha256') or '')[:12] or 'no sha256'}), not for {model.get('name') or 'this model'} "
                          f"({str(model.get('sha256') or '')[:12] or 'no sha256'}); calibrate one with `collm calibrate`")
     return p

@@ -1,8 +1,8 @@
 """Early stopping (adaptive-consistency style): greedy pass first, then
 samples in rounds; a prompt stops once more samples are unlikely to change
 its majority: P(leader's rate > runner-up's) under Beta(c1 + 1, c2 + 1)
-reaches `conf` (Aggarwal et al. 2023's Beta stopping criterion), but never
-beyond n_max generations. (conf, n_max) is calibrated on the pilot bank: the
+reaches `conf` (Aggarwal et al. 2023's Beta stopping criterion), never
+before n_min generations nor beyond n_max. (conf, n_max) is calibrated on the pilot bank: the
 pair with the best pilot accuracy among those within the target budget (the
 spend moves in steps with conf alone, since counts are small)."""
 

@@ -1,12 +1,20 @@
 """The llama.cpp engine for CPUs (llama-cpp-python), behind the same interface.
 
 On a CPU it runs these quantized GGUF models about 4x faster per stream than
-transformers. It decodes one stream at a time: a prompt is prefilled once
-and its n samples continue from its KV cache (the cache is truncated back to
-the prompt between samples); consecutive prompts also reuse their common
-prefix (the chat template's system turn). Sampling, per-token log-probs and
-prompt entropies are computed in numpy from llama.cpp's raw logits, with a
-numpy Generator seeded per call: a seed reproduces.
+transformers. llama-cpp-python's high-level API decodes one stream; this
+engine drives llama.cpp's own batch API instead, so the n samples of a
+prompt decode together:
+
+  - the prompt is prefilled once into sequence 0 of a unified KV cache
+    (consecutive prompts reuse their common prefix: the chat template's
+    system turn);
+  - sequences 1..n-1 share those cells (llama_memory_seq_cp copies no data);
+  - every step decodes one token of each unfinished sample in one batch;
+    finished samples leave the batch; afterwards the samples' cells are freed.
+
+Sampling, per-token log-probs (of the raw model: log-softmax of the
+unprocessed logits) and prompt entropies are computed in numpy from
+llama.cpp's logits, with a numpy Generator seeded per call: a seed reproduces.
 """
 
 from __future__ import annotations
@@ -24,7 +32,8 @@ from collm.models import ResolvedModel, resolve
 from collm.prompts import ChatTemplate, Prompt
 from collm.types import Completion, Generation, PromptScore, Usage
 
-DEFAULT_CONTEXT = 8192  # the KV cache size, capped by the model's trained context
+DEFAULT_CONTEXT = 8192  # KV cells, shared by a prompt and its samples; capped by the trained context
+MAX_SEQS = 64  # samples decoded together
 
 
 def cpu_count() -> int:
@@ -34,37 +43,76 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads() -> int:
+    """COLLM_THREADS, else the cores left idle by other processes.
+
+    llama.cpp's threads meet at a barrier after every operation: one thread
+    that shares its core with another busy process stalls them all (measured
+    here on 2 shared cores: 54 tokens/s with 1 thread, 3 to 9 with 2). So the
+    default takes every core of an idle machine, and only the idle ones
+    (per the 1-minute load average) of a busy machine.
+    """
+    env = os.environ.get("COLLM_THREADS")
+    if env:
+        return max(1, int(env))
+    cores = cpu_count()
+    try:
+        busy = int(os.getloadavg()[0])
+    except OSError:
+        busy = 0
+    return max(1, min(cores, cores - busy))
+
+
 class LlamaCppEngine(Backend):
-    """llama-cpp-python engine (CPU). n_threads defaults to every core available."""
+    """llama-cpp-python engine (CPU). n_threads: see default_threads();
+    max_seqs: samples decoded together (a prompt's n samples go in groups of it)."""
 
     name = "llamacpp"
 
     def __init__(self, model: ResolvedModel | str | None = None, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int = 512):
+                 n_threads: int | None = None, n_batch: int = 512, max_seqs: int = MAX_SEQS):
         import llama_cpp
+        from llama_cpp import _internals
 
         self._lib = llama_cpp
         self.resolved = model if isinstance(model, ResolvedModel) else resolve(model)
         if self.resolved.kind != "gguf":
             raise CollmError(f"the llama.cpp engine needs a .gguf file, not {self.resolved.path}")
-        threads = n_threads or cpu_count()
+        self.n_threads = threads = n_threads or default_threads()
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=str(self.resolved.path), n_ctx=n_ctx or DEFAULT_CONTEXT, n_batch=n_batch,
-                n_threads=threads, n_threads_batch=threads, logits_all=False, verbose=False,
-            )
+            # The Llama object gives the model, its tokenizer and metadata; its
+            # own context stays tiny: decoding happens in the context below.
+            self.llm = llama_cpp.Llama(model_path=str(self.resolved.path), n_ctx=64, n_batch=64,
+                                       n_threads=threads, n_threads_batch=threads, verbose=False)
         except (ValueError, RuntimeError) as e:
             raise CollmError(f"llama.cpp cannot load {self.resolved.path}: {e}") from e
         llm = self.llm
+        trained = int(llama_cpp.llama_model_n_ctx_train(llm.model))
+        self.context_length = min(trained, n_ctx or DEFAULT_CONTEXT)
+        self.max_seqs = max(1, min(max_seqs, llama_cpp.llama_max_parallel_sequences()))
+        self.n_batch = max(n_batch, self.max_seqs)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = self.context_length
+        params.n_batch = params.n_ubatch = self.n_batch
+        params.n_threads = params.n_threads_batch = threads
+        params.n_seq_max = self.max_seqs
+        params.kv_unified = True  # the samples share their prompt's cells
+        try:
+            self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        except ValueError as e:
+            raise CollmError(f"llama.cpp cannot create a context for {self.resolved.path}: {e}") from e
+        self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
+        self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
+        self._cached: list[int] = []  # the tokens whose cells sequence 0 holds
+
         self.model_id = self.resolved.model_id
         self.params = self.resolved.params or int(llama_cpp.llama_model_n_params(llm.model))
-        self.context_length = min(llm.n_ctx(), int(llama_cpp.llama_model_n_ctx_train(llm.model)))
         self.n_vocab = llm.n_vocab()
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         self.eos_ids = {t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t)}
         adds_bos = bool(llama_cpp.llama_vocab_get_add_bos(vocab))
         self.bos = llm.token_bos() if adds_bos and llm.token_bos() >= 0 else None
-        piece = lambda t: llm.detokenize([t], special=True).decode("utf-8", "replace") if t >= 0 else ""  # noqa: E731
+        piece = lambda t: self.detokenize([t]) if t >= 0 else ""  # noqa: E731
         self.template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"), piece(llm.token_bos()), piece(llm.token_eos()))
 
     # ---- tokens
@@ -87,23 +135,44 @@ class LlamaCppEngine(Backend):
                 )
         return enc
 
-    # ---- KV cache
-    def _logits(self) -> np.ndarray:
-        """A view of the last decoded position's logits (valid until the next decode)."""
-        ptr = self._lib.llama_get_logits_ith(self.llm.ctx, -1)
-        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+    # ---- llama.cpp batch API
+    def _decode(self, tokens: Sequence[int], pos: Sequence[int], seqs: Sequence[int], logits: bool | Sequence[bool]) -> None:
+        b = self._batch.batch
+        b.n_tokens = len(tokens)
+        for i, t in enumerate(tokens):
+            b.token[i] = t
+            b.pos[i] = pos[i]
+            b.n_seq_id[i] = 1
+            b.seq_id[i][0] = seqs[i]
+            b.logits[i] = logits if isinstance(logits, bool) else logits[i]
+        rc = self._lib.llama_decode(self._ctx.ctx, b)
+        if rc != 0:
+            raise CollmError(f"llama.cpp could not decode a batch of {len(tokens)} tokens (code {rc})")
+
+    def _rows(self, k: int) -> np.ndarray:
+        """The logits of the last decode's k output rows (a view, valid until the next decode)."""
+        return np.ctypeslib.as_array(self._lib.llama_get_logits(self._ctx.ctx), shape=(k * self.n_vocab,)).reshape(k, self.n_vocab)
+
+    def _seq_rm(self, seq: int, p0: int) -> None:
+        self._lib.llama_memory_seq_rm(self._mem, seq, p0, -1)
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
-        """Bring the KV cache to exactly `ids`, reusing the common prefix; the last logits."""
-        llm = self.llm
-        have, want = llm.input_ids[: llm.n_tokens], np.asarray(ids, dtype=llm.input_ids.dtype)
+        """Bring sequence 0 to exactly `ids`, reusing the cached common prefix; the last logits."""
+        have = np.asarray(self._cached, dtype=np.int64)
+        want = np.asarray(ids, dtype=np.int64)
         m = min(len(have), len(want))
         diff = np.flatnonzero(have[:m] != want[:m])
         same = int(diff[0]) if len(diff) else m
-        same = min(same, len(ids) - 1)  # decode at least one token for its logits
-        llm.n_tokens = same
-        llm.eval(ids[same:])  # drops the stale cache after `same`, then decodes
-        return self._logits().copy()
+        same = min(same, len(ids) - 1)  # decode at least one token, for its logits
+        self._seq_rm(0, same)
+        self._cached = list(ids[:same])
+        for i in range(same, len(ids), self.n_batch):
+            part = ids[i:i + self.n_batch]
+            last = [False] * len(part)
+            last[-1] = True
+            self._decode(part, range(i, i + len(part)), [0] * len(part), last)
+            self._cached.extend(part)
+        return self._rows(1)[0].copy()
 
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
@@ -116,32 +185,53 @@ class LlamaCppEngine(Backend):
         for ids, _ in enc:
             first = self._prefill(ids)
             if temperature == 0:  # greedy: the n samples are one
-                one = self._sample_one(ids, first, 0.0, top_p, max_tokens, rng, stop)
+                one = self._sample(ids, first, 1, 0.0, top_p, max_tokens, rng, stop)[0]
                 comps = [Completion(one.text, one.tokens, one.logprob, list(one.token_logprobs), one.finish_reason,
-                                     stop_reason=one.stop_reason) for _ in range(n)]
+                                    stop_reason=one.stop_reason) for _ in range(n)]
             else:
-                comps = [self._sample_one(ids, first, temperature, top_p, max_tokens, rng, stop) for _ in range(n)]
+                # the cells free after the prompt bound how many samples fit at once
+                group = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
+                comps = []
+                for k in range(0, n, group):
+                    comps += self._sample(ids, first, min(group, n - k), temperature, top_p, max_tokens, rng, stop)
             out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
         return out
 
-    def _sample_one(self, ids, first, temperature, top_p, max_tokens, rng, stop) -> Completion:
-        llm, eos = self.llm, self.eos_ids
-        llm.n_tokens = len(ids)  # back to the prompt: the next eval drops the last sample
-        logits = first
-        toks, lps = [], []
-        finish = "length"
-        for step in range(max_tokens):
-            tok, lp = self._pick(logits, temperature, top_p, rng)
-            toks.append(tok)
-            lps.append(lp)
-            if tok in eos or (stop and find_stop(self.detokenize(toks[-24:]), stop)[0] >= 0):
-                finish = "stop"
-                break
-            if step == max_tokens - 1:
-                break
-            llm.eval((tok,))
-            logits = self._logits()
-        body = toks[:-1] if toks and toks[-1] in eos else toks
+    def _sample(self, ids, first, rows, temperature, top_p, max_tokens, rng, stop) -> list[Completion]:
+        """Decode `rows` samples of the prefilled prompt together."""
+        L, eos = len(ids), self.eos_ids
+        for r in range(1, rows):
+            self._lib.llama_memory_seq_cp(self._mem, 0, r, -1, -1)
+        toks = [[] for _ in range(rows)]
+        lps = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        live = list(range(rows))  # sequence id = row
+        logits = np.broadcast_to(first, (rows, self.n_vocab))
+        try:
+            for step in range(max_tokens):
+                picked, lp = _pick(logits, temperature, top_p, rng)
+                keep = []
+                for k, r in enumerate(live):
+                    t = int(picked[k])
+                    toks[r].append(t)
+                    lps[r].append(float(lp[k]))
+                    if t in eos or (stop and find_stop(self.detokenize(toks[r][-24:]), stop)[0] >= 0):
+                        finish[r] = "stop"
+                    else:
+                        keep.append(k)
+                if not keep or step == max_tokens - 1:
+                    break
+                live = [live[k] for k in keep]
+                self._decode([toks[r][-1] for r in live], [L + step] * len(live), live, True)
+                logits = self._rows(len(live))
+        finally:  # free the samples' cells; sequence 0 goes back to the prompt
+            for r in range(1, rows):
+                self._seq_rm(r, 0)
+            self._seq_rm(0, L)
+        return [self._completion(toks[r], lps[r], finish[r], stop) for r in range(rows)]
+
+    def _completion(self, toks, lps, finish, stop) -> Completion:
+        body = toks[:-1] if toks and toks[-1] in self.eos_ids else toks
         text = self.detokenize(body)
         # matched: the stop string that ended it (a step boundary, not the answer's
         # end); it and what follows are dropped from the text, as in vLLM
@@ -151,63 +241,61 @@ class LlamaCppEngine(Backend):
         return Completion(text=text, tokens=len(toks), logprob=float(sum(lps)), token_logprobs=lps, finish_reason=finish,
                           stop_reason=matched)
 
-    @staticmethod
-    def _pick(logits: np.ndarray, temperature: float, top_p: float, rng) -> tuple[int, float]:
-        """Draw a token (argmax at temperature 0); return it with its raw-model log-prob."""
-        mx = float(logits.max())
-        z = np.exp(logits - mx)
-        lse = mx + float(np.log(z.sum()))
-        if temperature == 0:
-            tok = int(logits.argmax())
-            return tok, float(logits[tok]) - lse
-        if temperature != 1.0:
-            z = np.exp((logits - mx) / temperature)
-        if top_p < 1.0:
-            tok = _top_p_draw(z, top_p, rng)
-        else:
-            c = np.cumsum(z, dtype=np.float64)
-            tok = int(np.searchsorted(c, rng.random() * c[-1], side="right"))
-            tok = min(tok, len(z) - 1)
-        return tok, float(logits[tok]) - lse
-
     # ---- score_prompt
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
         prompts = self.check_request(prompts, 1, 1)
         return [self._score(ids, span) for ids, span in self._encode_checked(prompts, 0)]
 
     def _score(self, ids: list[int], span: tuple[int, int]) -> PromptScore:
-        llm, V = self.llm, self.n_vocab
-        chunk = max(1, min(llm.n_batch, (1 << 25) // V))  # keeps the logits block near 128 MB
+        V = self.n_vocab
+        chunk = max(1, min(self.n_batch, (1 << 25) // V))  # keeps the logits block near 128 MB
         ent, lps = [None], [None]
-        llm.n_tokens = 0
-        llm._ctx.kv_cache_seq_rm(-1, 0, -1)
+        self._seq_rm(0, 0)
+        self._cached = []
         for i in range(0, len(ids), chunk):
             part = ids[i:i + chunk]
-            llm._batch.set_batch(batch=part, n_past=i, logits_all=True)
-            llm._ctx.decode(llm._batch)
-            llm.input_ids[i:i + len(part)] = part
-            llm.n_tokens = i + len(part)
-            rows = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(part) * V,)).reshape(len(part), V)
+            self._decode(part, range(i, i + len(part)), [0] * len(part), True)
+            self._cached.extend(part)
             nxt = ids[i + 1:i + len(part) + 1]  # the token each row predicts
-            rows = rows[: len(nxt)]
-            if len(nxt):
-                mx = rows.max(1, keepdims=True)
-                z = rows - mx
-                lse = np.log(np.exp(z).sum(1, keepdims=True))
-                logp = z - lse
+            if nxt:
+                logp = _log_softmax(self._rows(len(part))[: len(nxt)])
                 ent.extend(np.maximum(-(np.exp(logp) * logp).sum(1), 0.0).tolist())
                 lps.extend(logp[np.arange(len(nxt)), nxt].tolist())
         return PromptScore(list(ids), ent, lps, span, Usage(len(ids), 0, 2.0 * self.params * len(ids)))
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:
+            self._batch.close()
+            self._ctx.close()
             self.llm.close()
             self.llm = None
 
 
-def _top_p_draw(z: np.ndarray, top_p: float, rng) -> int:
-    """Nucleus sampling on unnormalised weights z: the smallest set of most
-    likely tokens whose mass reaches top_p, found by growing a partial sort."""
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    z = x - x.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _pick(logits: np.ndarray, temperature: float, top_p: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """One token per row (argmax at temperature 0) and its log-prob under the raw model."""
+    mx = logits.max(1, keepdims=True)
+    z = np.exp(logits - mx)
+    lse = mx[:, 0] + np.log(z.sum(1))
+    if temperature == 0:
+        tok = logits.argmax(1)
+    else:
+        if temperature != 1.0:
+            z = np.exp((logits - mx) / temperature)
+        tok = np.array([_draw(row, top_p, rng) for row in z])
+    return tok, logits[np.arange(len(tok)), tok] - lse
+
+
+def _draw(z: np.ndarray, top_p: float, rng) -> int:
+    """A draw from unnormalised weights z; with top_p < 1, from the smallest set
+    of most likely tokens whose mass reaches top_p (found by a growing partial sort)."""
+    if top_p >= 1.0:
+        c = np.cumsum(z, dtype=np.float64)
+        return min(int(np.searchsorted(c, rng.random() * c[-1], side="right")), len(z) - 1)
     total = float(z.sum())
     k = 64
     while True:
@@ -216,10 +304,7 @@ def _top_p_draw(z: np.ndarray, top_p: float, rng) -> int:
         head = head[np.argsort(-z[head], kind="stable")]
         c = np.cumsum(z[head], dtype=np.float64)
         if c[-1] >= top_p * total or k == len(z):
-            keep = int(np.searchsorted(c, top_p * total, side="left")) + 1
-            keep = min(keep, k)
-            c = c[:keep]
-            j = int(np.searchsorted(c, rng.random() * c[-1], side="right"))
+            keep = min(int(np.searchsorted(c, top_p * total, side="left")) + 1, k)
+            j = int(np.searchsorted(c[:keep], rng.random() * c[keep - 1], side="right"))
             return int(head[min(j, keep - 1)])
         k *= 4
-

@@ -153,13 +153,14 @@ class TorchEngine(Backend):
         enc = self._encode_checked(prompts, max_tokens)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
-        per = max(1, self.max_batch // n)  # prompts decoded together
+        k = 1 if temperature == 0 else n  # greedy: the n samples are one, copied
+        per = max(1, self.max_batch // k)  # prompts decoded together
         out: list[Generation] = []
         for i in range(0, len(enc), per):
             chunk = [ids for ids, _ in enc[i:i + per]]
-            rows = self._decode(chunk, n, temperature, top_p, max_tokens, gen, list(stop or []))
+            rows = self._decode(chunk, k, temperature, top_p, max_tokens, gen, list(stop or []))
             for j, ids in enumerate(chunk):
-                comps = rows[j * n:(j + 1) * n]
+                comps = rows[j * k:(j + 1) * k] if k == n else [_copy(rows[j]) for _ in range(n)]
                 out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
         return out
 
@@ -236,7 +237,11 @@ class TorchEngine(Backend):
         prompts = self.check_request(prompts, 1, 1)
         enc = self._encode_checked(prompts, 0)
         out = []
-        per = max(1, min(self.max_batch, 8192 // max(len(ids) for ids, _ in enc)))
+        if not enc:
+            return out
+        # prompts per forward pass: keeps the float32 logits block near 256 MB
+        vocab = self.model.get_output_embeddings().weight.shape[0]
+        per = max(1, min(self.max_batch, (1 << 26) // (vocab * max(len(ids) for ids, _ in enc))))
         for i in range(0, len(enc), per):
             chunk = enc[i:i + per]
             ids, mask = self._left_pad([c[0] for c in chunk])
@@ -263,3 +268,7 @@ class TorchEngine(Backend):
         self.model = None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
+
+
+def _copy(c: Completion) -> Completion:
+    return Completion(c.text, c.tokens, c.logprob, list(c.token_logprobs), c.finish_reason, stop_reason=c.stop_reason)

@@ -59,7 +59,7 @@ def run(args) -> int:
     bar = tqdm(total=2 * args.splits + 1, desc=f"calibrating {args.policy}", file=sys.stderr, leave=False)
     cv = cross_validate(view, args.policy, samples=args.budget, flops=args.flops, seeds=range(args.seeds),
                         splits=range(args.splits), progress=lambda: bar.update())
-    pts = uniform_points(view, range(args.seeds))
+    pts = uniform_points(view, range(max(20, args.seeds)))
     r = compute_ratio(pts, cv["accuracy"], cv["flops"])
     cv.update({"ratio_to_uniform": r["ratio"], "ratio_bound": r["bound"], "bank": bank.path,
                "bank_sha256": file_sha256(bank.path), "problems": len(view)})

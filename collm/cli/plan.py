@@ -90,9 +90,8 @@ def matched_text(plan) -> list[str]:
     ck = [("small", p.small_params, p.pretrain_tokens), ("large", p.large_params, p.large_pretrain_tokens)]
     from collm.plan import chinchilla_tokens
 
-    lines.append("  Chinchilla check (20 tokens/param): "
-                 + "; ".join(f"{name} trained {d / chinchilla_tokens(n):.3g}x its optimal "
-                             f"{_n(chinchilla_tokens(n))} tokens" for name, n, d in ck))
+    lines += [f"  Chinchilla check (20 tokens/param): the {name} model's pretraining tokens are "
+              f"{d / chinchilla_tokens(n):.3g}x its compute-optimal {_n(chinchilla_tokens(n))}" for name, n, d in ck]
     return lines
 
 
@@ -127,9 +126,9 @@ def chinchilla_text(c) -> list[str]:
     return [f"Chinchilla-optimal for C = {c.compute:.4g} training FLOPs (Hoffmann et al. 2022):",
             f"  N_opt = sqrt(C / (6 * {c.tokens_per_param:g})) = {_n(c.params)} params, "
             f"D_opt = {c.tokens_per_param:g} * N_opt = {_n(c.tokens)} tokens",
-            "  assumes C = 6*N*D, a dense transformer, one pass over fresh data, ~20 tokens per parameter "
-            "(N_opt grows as C^0.5), and counts training only: a model that will serve many tokens is "
-            "better made smaller and trained longer"]
+            "  assumes C = 6*N*D, a dense transformer, one pass over fresh data and ~20 tokens per parameter",
+            "  (N_opt grows as C^0.5); counts training only: a model that will serve many tokens is better",
+            "  made smaller and trained longer"]
 
 
 def run(args) -> int:

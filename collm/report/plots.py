@@ -27,7 +27,7 @@ def _plt():
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=110, metadata={"Software": None}, pil_kwargs={"optimize": True})
     import matplotlib.pyplot as plt
 
     plt.close(fig)

@@ -260,9 +260,10 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
             if runs:
                 from collm.allocation.live import answer_with_policy
 
+                cap = min(n, int(policy.params.get("n_max", n)))  # never above the policy's own n_max
                 ans = await in_thread(lambda: answer_with_policy(
-                    view, [prompt], task, policy, budget=n, max_samples=n, temperature=temperature, top_p=top_p,
-                    max_tokens=max_tokens, seed=seed)[0], slot)
+                    view, [prompt], task, policy, budget=cap, max_samples=cap, temperature=temperature,
+                    top_p=top_p, max_tokens=max_tokens, seed=seed)[0], slot)
                 difficulty = ans.extra.get("difficulty")
             else:
                 name = strategy_name or ("majority" if n > 1 or (body.temperature or 0) > 0 else "greedy")

@@ -75,7 +75,9 @@ class BeamSearch(Strategy):
     def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
+        seed = 0 if seed is None else int(seed)
         ver = self.verifier if verifier is None else get_verifier(verifier)
+        ver.check()  # a remote verifier that cannot answer fails before any generation
         P = len(prompts)
         usage = [Usage() for _ in range(P)]
         done: list[list[Path]] = [[] for _ in range(P)]
@@ -140,16 +142,17 @@ class BeamSearch(Strategy):
                      "step_generations": counter[j], "verifier": ver.describe()}
             if self.lookahead:
                 extra["rollout_generations"] = rollout_counter[j]
-            out.append(Answer(a, votes, ns[j], self.name, usage[j], comps, extra))
+            # n: the generation budget spent, N beams x (1 + k) with lookahead k (Snell et al.'s accounting)
+            out.append(Answer(a, votes, ns[j] * (1 + self.lookahead), self.name, usage[j], comps, extra))
         return out
 
     def _score(self, backend, ver, children, usage, seed, rollout_counter, kw):
         """Score this round's children; with lookahead k, an active child is
         scored by where a greedy rollout of up to k more steps leads."""
         if not self.lookahead:
-            score_paths(ver, children)
+            score_paths(ver, [c for c in children if c.state != "unfinished"])  # the cut ones are dropped
             return
-        finals = [c for c in children if c.state != "active"]
+        finals = [c for c in children if c.state == "finished"]
         score_paths(ver, finals)
         active = [c for c in children if c.state == "active"]
         heads = list(active)

@@ -2,8 +2,9 @@
 candidate step is scored not where it stands but where a greedy (temperature
 0) rollout of up to k more steps leads; the rollout only scores, the path
 keeps its one new step. Each expansion costs k + 1 generations' worth of
-steps, so N beams cost about N(k + 1); the reported n stays N (beams), and
-the usage (FLOPs) counts every rollout token. k = 0 is beam search.
+steps, so N beams cost about N(k + 1): run(n=N) reports n = N(k + 1), and
+the usage (FLOPs) counts every rollout token. To compare with best-of-N at a
+budget B, give it n = B // (k + 1) beams. k = 0 is beam search.
 """
 
 from __future__ import annotations

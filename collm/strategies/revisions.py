@@ -81,9 +81,12 @@ class Revisions(Strategy):
     def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
+        seed = 0 if seed is None else int(seed)
         ver = get_verifier(verifier) if verifier is not None else self.verifier
         if self.final != "majority" and ver is None:
             ver = get_verifier(None)
+        if ver is not None:
+            ver.check()
         P = len(prompts)
         lengths = [chain_lengths(k, self.revisions, self.seq_ratio) for k in ns]
         usage = [Usage() for _ in range(P)]

@@ -28,6 +28,7 @@ class _Scored(Strategy):
     def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ver = self.verifier if verifier is None else get_verifier(verifier)
+        ver.check()  # a remote verifier that cannot answer fails before any generation
         ns = per_prompt(n, len(prompts))
         gens = sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p,
                               max_tokens=max_tokens, seed=seed)

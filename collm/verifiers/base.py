@@ -132,6 +132,10 @@ class Verifier(ABC):
     def score_steps(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> list[list[float]]:
         """The scores of each step of each completion."""
 
+    def check(self) -> None:
+        """Fail early (before any generation is spent) if the verifier cannot
+        work; the built-in local verifiers always can."""
+
     def __call__(self, prompts: Sequence[Prompt], completions: Sequence[Completion]) -> list[float]:
         if len(prompts) != len(completions):
             raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")

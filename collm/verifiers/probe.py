@@ -122,13 +122,17 @@ class Probe(Verifier):
 
     def fit_bank(self, bank, finished_only: bool = True) -> "Probe":
         """Fit on a bank's graded samples (features 'bank' only: a bank keeps
-        each sample's summed log-prob and length, not per-token values)."""
+        each sample's summed log-prob and length, not per-token values).
+        Samples without an answer or cut at max_tokens are left out: they
+        never vote, so the probe never has to judge them."""
         if self.features != "bank":
             raise CollmError("a bank records only summed log-probs and lengths: fit it with features='bank'")
+        cap = (bank.header.get("sampling") or {}).get("max_tokens")  # banks without finish reasons
         X, y = [], []
         for p in bank.problems:
             for s in p.samples:
-                if finished_only and (s.a is None or s.f == "length"):
+                cut = s.f == "length" or (s.f is None and cap is not None and s.n >= cap)
+                if finished_only and (s.a is None or cut):
                     continue
                 X.append(self._row([], s.lp, s.n))
                 y.append(float(s.ok))

@@ -26,8 +26,9 @@ row count must equal the step count); from an outcome RM by scoring each
 prefix of steps (one input per step: k steps cost k inputs).
 
 Failure: an unreachable server, a timeout, an HTTP error, or a body of the
-wrong shape raises CollmError naming the URL and what was wrong. There is no
-silent fallback. Only when the caller passes `fallback` (a Verifier, e.g.
+wrong shape raises CollmError naming the URL and what was wrong; strategies
+call check() first, so a bad URL fails before any generation is spent. There
+is no silent fallback. Only when the caller passes `fallback` (a Verifier, e.g.
 self-certainty; the CLI's --verifier-fallback) are that verifier's scores
 used instead, with a warning on stderr, and describe() reports how many
 batches fell back.
@@ -74,6 +75,7 @@ class RemoteRM(Verifier):
         self.timeout, self.batch_size, self.fallback, self.headers = float(timeout), int(batch_size), fallback, headers or {}
         self.fallbacks = 0
         self._client = None
+        self._checked = False
 
     # ---- transport ----
     def _post(self, texts: list[str]) -> list:
@@ -154,6 +156,21 @@ class RemoteRM(Verifier):
         answer = self.step_sep.join(s.strip() for s in steps)
         return self.template.format(question=prompt.question, answer=answer)
 
+    def check(self) -> None:
+        """One tiny request, once per verifier, before a strategy spends any
+        generation: an unreachable URL or a server answering garbage fails
+        here with its clear error (or warns, when a fallback was asked for)."""
+        if self._checked:
+            return
+        try:
+            self._post([self.template.format(question="What is 1 + 1?", answer="1 + 1 = 2. The answer is 2.")])
+        except RemoteError as e:
+            if self.fallback is None:
+                raise
+            self.fallbacks += 1
+            print(f"warning: {e}; using {self.fallback.name} scores instead (--verifier-fallback)", file=sys.stderr)
+        self._checked = True
+
     # ---- scoring ----
     def _guard(self, fn, prompts, completions, fallback_fn):
         try:
@@ -162,7 +179,7 @@ class RemoteRM(Verifier):
             if self.fallback is None:
                 raise
             self.fallbacks += 1
-            if self.fallbacks == 1:
+            if self.fallbacks == 1:  # warn once
                 print(f"warning: {e}; using {self.fallback.name} scores instead (--verifier-fallback)", file=sys.stderr)
             return fallback_fn(prompts, completions)
 
