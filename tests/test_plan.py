@@ -11,7 +11,7 @@ from collm.errors import CollmError
 from collm.plan import (MatchedPlan, chinchilla_optimal, chinchilla_tokens, flops_matched_samples, parse_quantity,
                         samples_with_prefix_sharing)
 
-SHARED_BANK = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
+SHARED_BANK = Path(__file__).resolve().parents[2] / "shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl"
 
 
 def test_matched_samples_training_dominated():

@@ -16,7 +16,7 @@ from collm.report import fairness as fair
 from collm.report import sources, tables
 from collm.report.sources import Method
 
-SHARED_BANK = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
+SHARED_BANK = Path(__file__).resolve().parents[2] / "shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl"
 needs_bank = pytest.mark.skipif(not SHARED_BANK.is_file(), reason="the shared bank is not on this machine")
 
 

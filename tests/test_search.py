@@ -146,6 +146,13 @@ def test_search_is_batched_across_prompts_and_flops_are_the_calls_sum():
             assert all(a.extra["rollout_generations"] > 0 for a in got)
 
 
+def test_each_prompt_may_have_its_own_budget():
+    for name, kw in [("beam", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("revisions", {}), ("weighted", {})]:
+        got = get_strategy(name, **kw).run(FakeStepBackend(scripts()), [Q1, Q2, Q3], [1, 4, 8], TASK, max_tokens=50)
+        assert [a.n for a in got] == [1, 4, 8], name
+        assert all(a.answer is not None and a.usage.flops > 0 for a in got), name
+
+
 def test_beam_and_dvts_spend_at_most_n_generations_per_round():
     b = FakeStepBackend(scripts())
     a = get_strategy("beam", beam_width=2).run(b, [Q1], 8, TASK, max_tokens=50)[0]

@@ -404,3 +404,20 @@ def test_adaptive_allocation_policy_runs_the_request_under_the_server_cap():
     assert 0 <= f["difficulty"] <= 1
     assert capped["collm"]["samples"] <= 2 and capped["collm"]["budget"]["requested"] == 2
     assert forced["collm"]["strategy"] == "majority" and forced["collm"]["samples"] == 3  # a forced n bypasses it
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--upstream", "ftp://x"], "not an http(s) URL"),
+    (["--upstream", "http://127.0.0.1:1/v1"], "--upstream-params"),
+    (["--upstream", "http://127.0.0.1:1/v1", "--upstream-params", "1", "--model", "m"], "not both"),
+    (["--policy", "/no/such/policy.json"], "policy file not found"),
+    (["--port", "70000"], "--port"),
+    (["--default-n", "9", "--max-n", "4"], "over --max-n"),
+    (["--api-key", "short"], "at least 8"),
+])
+def test_serve_cli_refuses_bad_options_without_a_traceback(argv, needle, capsys):
+    from collm.cli import main
+
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and "Traceback" not in err

@@ -57,7 +57,17 @@ def bank_section(bank, policies=(), seeds=DEFAULT_SEEDS, energy: EnergyModel | N
     methods.extend(policy_methods)
     for m in methods:
         if m.kind == "policy" and m.extra.get("in_sample"):
-            notes.append(f"{m.name} was calibrated on this very bank: its figures are in-sample (optimistic).")
+            cv = m.extra.get("cv") or {}
+            line = f"{m.name} was calibrated on this very bank: its figures are in-sample (optimistic)."
+            if "accuracy" in cv and "samples" in cv:
+                line += (f" Cross-validated when it was calibrated ({cv.get('folds', 2)} fits, each on one half "
+                         f"of the problems and scored on the other): {100 * cv['accuracy']:.1f}% accuracy at "
+                         f"{cv['samples']:.2f} samples per question")
+                if cv.get("ratio_to_uniform"):
+                    at_least = "at least " if cv.get("ratio_bound") == ">=" else ""
+                    line += f", uniform majority voting needing {at_least}{cv['ratio_to_uniform']:.2f}x its FLOPs"
+                line += "."
+            notes.append(line)
         if m.kind == "policy" and m.problem_samples is None:
             notes.append(f"{m.name}: its evaluation gives no per-problem allocation; it is missing from the "
                          "histogram, the difficulty bins and the fairness section.")

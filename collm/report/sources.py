@@ -193,6 +193,10 @@ def policy_method(bank: Bank, rep: dict, default_name: str = "policy") -> Method
     for k in ("ratio_to_uniform", "ratio_bound", "in_sample"):
         if k in rep:
             extra[k] = rep[k]
+    cv = rep.get("cv")
+    if isinstance(cv, dict) and cv.get("accuracy") is not None:
+        extra["cv"] = {k: cv[k] for k in ("accuracy", "samples", "flops", "ratio_to_uniform", "ratio_bound", "folds")
+                       if k in cv}
     return Method(f"collm: {rep.get('name') or default_name}", "policy", float(rep["accuracy"]), total,
                   float(rep["samples"]), correct_m, flops_m, mean(samples),
                   None if samples is None else samples.ravel(), rep.get("lo", lo), rep.get("hi", hi),

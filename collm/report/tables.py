@@ -13,7 +13,7 @@ from collm.report.energy import EnergyModel
 from collm.report.sources import Method
 
 REPLAYED = "n/a (replayed)"
-POLICY_EXTRAS = ("estimator_flops", "ratio_to_uniform", "ratio_bound", "in_sample")
+POLICY_EXTRAS = ("estimator_flops", "ratio_to_uniform", "ratio_bound", "in_sample", "cv")
 
 
 def comparison(methods: list[Method], energy: EnergyModel) -> list[dict]:
