@@ -41,7 +41,6 @@ import json
 import math
 import os
 import platform
-import re
 import socket
 import statistics
 import subprocess

@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import threading
-import time
 
 import httpx
 import pytest
@@ -187,10 +186,18 @@ def test_not_json_and_too_large_bodies():
         async with c:
             a = await c.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
             b = await c.post("/v1/chat/completions", json=chat("y" * 2000))
-            return a, b
-    a, b = run(go())
+
+            async def chunks():  # no Content-Length: counted as it arrives
+                yield b'{"messages": [{"role": "user", "content": "'
+                for _ in range(10):
+                    yield b"z" * 200
+                yield b'"}]}'
+            d = await c.post("/v1/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+            return a, b, d
+    a, b, d = run(go())
     assert a.status_code == 400 and "invalid request" in a.json()["error"]["message"]
-    assert b.status_code == 413
+    assert b.status_code == 413 and b.json()["error"]["code"] == "body_too_large"
+    assert d.status_code == 413 and "over 1000 bytes" in d.json()["error"]["message"]
 
 
 def test_api_keys_constant_time_check_and_never_logged(caplog):
@@ -421,3 +428,17 @@ def test_serve_cli_refuses_bad_options_without_a_traceback(argv, needle, capsys)
     assert main(["serve", *argv]) == 2
     err = capsys.readouterr().err
     assert needle in err and "Traceback" not in err
+
+
+def test_charge_settles_refund_and_overspend():
+    from collm.allocation.bucket import TokenBucket
+    from collm.serve.limits import Charge
+
+    t = [0.0]
+    b = TokenBucket(100, 0, clock=lambda: t[0])
+    assert b.try_take(60)
+    Charge(60, [b]).settle(20)
+    assert b.level == 80  # 40 unused tokens come back
+    assert b.try_take(30)
+    Charge(30, [b]).settle(50)
+    assert b.level == 30  # 20 tokens beyond the charge are taken too

@@ -18,8 +18,13 @@ from collm.difficulty.learned import fit_logistic, sigmoid
 
 
 class GroupScorer:
-    def __init__(self, w=None):
+    """Logistic over the standardised group features (mean/sd learned with w)."""
+
+    def __init__(self, w=None, mean=None, std=None):
         self.w = None if w is None else np.asarray(w, float)
+        n = 0 if self.w is None else len(self.w)
+        self.mean = np.zeros(n) if mean is None else np.asarray(mean, float)
+        self.std = np.ones(n) if std is None else np.asarray(std, float)
 
     def fit(self, samplers, ms, form: str | None, l2: float = 1.0) -> "GroupScorer":
         """samplers: bank samplers whose draws are all made; ms: draw counts to learn at."""
@@ -30,20 +35,27 @@ class GroupScorer:
                     keys, G = groups(s.draws[j][:m], form)
                     X.extend(G)
                     Y.extend(s.correct(j, k) for k in keys)
-        self.w = fit_logistic(np.array(X), np.array(Y, float), l2)
+        X = np.array(X).reshape(-1, len(GROUP_FEATURES))
+        if len(X) == 0:  # no answer anywhere: nothing to learn
+            self.w, self.mean, self.std = np.zeros(X.shape[1]), np.zeros(X.shape[1]), np.ones(X.shape[1])
+            return self
+        self.mean, self.std = X.mean(0), X.std(0) + 1e-9
+        self.mean[0], self.std[0] = 0.0, 1.0  # the bias column stays as it is
+        self.w = fit_logistic((X - self.mean) / self.std, np.array(Y, float), l2)
         return self
 
     def scores(self, draws, form: str | None):
         keys, G = groups(draws, form)
-        return keys, (sigmoid(G @ self.w) if len(keys) else np.zeros(0))
+        return keys, (sigmoid(((G - self.mean) / self.std) @ self.w) if len(keys) else np.zeros(0))
 
     def answer(self, draws, form: str | None):
         keys, sc = self.scores(draws, form)
         return keys[int(np.argmax(sc))] if len(keys) else None
 
     def to_dict(self) -> dict:
-        return {"features": list(GROUP_FEATURES), "w": [round(float(x), 6) for x in self.w]}
+        r6 = lambda a: [round(float(x), 6) for x in a]  # noqa: E731
+        return {"features": list(GROUP_FEATURES), "w": r6(self.w), "mean": r6(self.mean), "std": r6(self.std)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GroupScorer":
-        return cls(d["w"])
+        return cls(d["w"], d.get("mean"), d.get("std"))

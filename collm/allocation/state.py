@@ -30,7 +30,8 @@ import numpy as np
 
 FEATURES = ("bias", "share1", "share2", "distinct", "greedy_lead", "novote", "certainty_gap", "length", "q_len",
             "share1^2", "share1*greedy_lead", "share2^2", "share1*distinct", "implausible", "score1", "score2")
-GROUP_FEATURES = ("bias", "share", "share^2", "mean_lpt", "max_lpt", "greedy", "length", "plausible", "is_leader", "1/m")
+GROUP_FEATURES = ("bias", "share", "share^2", "mean_lpt", "max_lpt", "greedy", "length", "plausible", "is_leader", "1/m",
+                  "rel_lpt_sum", "lead", "log_votes", "rel_lpt", "log_value", "rel_z_sum", "rel_z", "zero", "huge")
 
 
 def plausible(d, form: str | None) -> bool:
@@ -64,15 +65,25 @@ def leader(draws, vote_cut: bool = False, form: str | None = None):
 
 
 def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:
-    """Each voting answer and its GROUP_FEATURES row."""
+    """Each voting answer and its GROUP_FEATURES row.
+
+    Besides the vote (share, lead over the next answer, log count) and the
+    model's certainty (mean and best log-prob per token of the answer's draws),
+    each group's certainty is also measured against this prompt's own draws
+    (mean log-prob per token minus the prompt's mean, summed and in standard
+    deviations: per-sample evidence, a weighted vote), and the answer's value
+    gives cheap priors (log size; 0 and numbers past 10^4 are rarely right)."""
     m = max(len(draws), 1)
+    lpts = [d.lp / max(d.tokens, 1) for d in draws if d.key is not None and not d.cut]
+    mu = float(np.mean(lpts)) if lpts else 0.0
+    sd = float(np.std(lpts)) + 0.05 if len(lpts) > 1 else 0.3
     g: dict = {}
     for d in draws:
         if d.key is None or d.cut:
             continue
         e = g.get(d.key)
-        if e is None:
-            e = g[d.key] = [0, 0.0, -1e9, 0, False, plausible(d, form)]  # votes, sum lpt, max lpt, tokens, greedy, form
+        if e is None:  # votes, sum lpt, max lpt, tokens, greedy, form, value
+            e = g[d.key] = [0, 0.0, -1e9, 0, False, plausible(d, form), d.value]
         lpt = d.lp / max(d.tokens, 1)
         e[0] += 1
         e[1] += lpt
@@ -81,10 +92,16 @@ def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:
         e[4] = e[4] or d.greedy
     if not g:
         return [], np.zeros((0, len(GROUP_FEATURES)))
-    top = max(e[0] for e in g.values())
-    X = np.array([[1.0, c / m, (c / m) ** 2, s / c, mx, float(gr), t / c / 400.0, float(ok), float(c == top), 1.0 / m]
-                  for c, s, mx, t, gr, ok in g.values()])
-    return list(g), X
+    cs = sorted((e[0] for e in g.values()), reverse=True) + [0]
+    top = cs[0]
+    rows = []
+    for c, s, mx, t, gr, ok, v in g.values():
+        rel = s - c * mu  # summed certainty relative to the prompt's mean
+        nxt = cs[1] if c == top else top
+        rows.append([1.0, c / m, (c / m) ** 2, s / c, mx, float(gr), t / c / 400.0, float(ok), float(c == top), 1.0 / m,
+                     rel, (c - nxt) / m, math.log(c), s / c - mu, math.log1p(abs(v)) if v is not None else 0.0,
+                     rel / sd, rel / sd / c, float(v == 0), float(v is not None and abs(v) > 1e4)])
+    return list(g), np.array(rows)
 
 
 def features(draws, q_tokens: int, max_tokens: int, vote_cut: bool = False, form: str | None = None,

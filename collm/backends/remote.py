@@ -60,7 +60,7 @@ from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.prompts import ChatTemplate, Prompt
-from collm.types import Completion, Generation, PromptScore, Usage
+from collm.types import Completion, Generation, PromptScore
 
 TOP_LOGPROBS = 5
 DOWN_FOR_S = 10.0  # an upstream that could not be reached is tried last for this long

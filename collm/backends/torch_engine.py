@@ -71,7 +71,11 @@ def convert_gguf(model: ResolvedModel) -> Path:
     try:
         m.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        tmp.replace(out)
+        try:
+            tmp.replace(out)
+        except OSError:  # another process converted it meanwhile
+            if not (out / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out

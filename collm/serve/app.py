@@ -93,18 +93,31 @@ ERRORS = {
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over `limit` bytes with 413 before they are read."""
+    """ASGI middleware: refuse bodies over `limit` bytes with 413, before reading
+    them when Content-Length says so, else as soon as the chunks pass the limit."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            for k, v in scope.get("headers", []):
-                if k == b"content-length" and v.isdigit() and int(v) > self.limit:
-                    resp = _error(413, f"request body over {self.limit} bytes", "invalid_request_error", "body_too_large")
-                    return await resp(scope, receive, send)
-        return await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"request body over {self.limit} bytes"
+        for k, v in scope.get("headers", []):
+            if k == b"content-length" and v.isdigit() and int(v) > self.limit:
+                return await _error(413, message, "invalid_request_error", "body_too_large")(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:  # an HTTPException passes FastAPI's body parsing unchanged
+                    raise StarletteHTTPException(413, message)
+            return msg
+
+        return await self.app(scope, counted, send)
 
 
 def messages_to_prompt(messages: list[S.ChatMessage]) -> Prompt:
@@ -167,7 +180,8 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+        code = "body_too_large" if exc.status_code == 413 else None
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error", code)
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):

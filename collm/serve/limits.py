@@ -63,10 +63,14 @@ class Charge:
     buckets: list[TokenBucket]
 
     def settle(self, used: float) -> None:
+        """Refund what was not used; take what was used beyond the charge (an adaptive
+        policy re-reads its prompt every round), as far as the buckets hold it."""
         back = self.amount - used
-        if back > 0:
-            for b in self.buckets:
+        for b in self.buckets:
+            if back > 0:
                 b.refund(back)
+            elif back < 0:
+                b.take_up_to(-back)
 
 
 class Limiter:
