@@ -149,3 +149,20 @@ def test_policy_report_on_another_bank_of_the_same_model(tmp_path):
                     + "".join(json.dumps(problem_to_dict(p)) + "\n" for p in other.problems))
     with pytest.raises(CollmError, match="calibrated for toy"):
         policy_report(load_bank(path), tmp_path / "p.json", seeds=2)
+
+
+def test_group_scorer_round_trips_and_refuses_other_features():
+    from collm.allocation.aggregate import GroupScorer
+
+    view = BankView(random_bank(8, P=12, K=8))
+    s = view.sampler(0)
+    s.request(np.arange(s.P), 1, greedy=True)
+    s.request(np.arange(s.P), view.K)
+    sc = GroupScorer().fit([s], [2, 4, 9], None)
+    back = GroupScorer.from_dict(json.loads(json.dumps(sc.to_dict())))
+    for ds in s.draws:
+        assert np.allclose(sc.scores(ds, None)[1], back.scores(ds, None)[1], atol=1e-4)
+        assert sc.answer(ds, None) == back.answer(ds, None) or not len(sc.scores(ds, None)[0])
+    old = {**sc.to_dict(), "features": ["bias", "share"]}
+    with pytest.raises(CollmError, match="calibrate it again"):
+        GroupScorer.from_dict(old)

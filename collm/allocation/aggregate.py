@@ -1,12 +1,15 @@
 """A learned group scorer: which of a prompt's answers to return.
 
 Majority vote only counts; the scorer also weighs how sure the model was of
-each answer (mean and best log-prob per token of its draws), whether the
-greedy pass gave it, its draws' length and whether the answer has the task's
-form. It is a logistic model of P(this answer is right | its group's
-features), fitted on replays of the pilot bank; the answer is the group it
-rates highest. A cheap outcome verifier, made only of what sampling already
-returned.
+each answer (mean and best log-prob per token of its draws, and the same
+measured against the prompt's other draws: a per-sample evidence sum, i.e. a
+confidence-weighted vote), whether the greedy pass gave it, its draws'
+length, whether the answer has the task's form, and cheap priors on its value
+(its size; 0 and numbers past 10^4 are rarely right on GSM8K). It is a
+logistic model of P(this answer is right | its group's features), on
+standardised features, fitted on replays of the pilot bank; the answer is the
+group it rates highest. A cheap outcome verifier, made only of what sampling
+already returned.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import numpy as np
 
 from collm.allocation.state import GROUP_FEATURES, groups
 from collm.difficulty.learned import fit_logistic, sigmoid
+from collm.errors import CollmError
 
 
 class GroupScorer:
@@ -39,8 +43,9 @@ class GroupScorer:
         if len(X) == 0:  # no answer anywhere: nothing to learn
             self.w, self.mean, self.std = np.zeros(X.shape[1]), np.zeros(X.shape[1]), np.ones(X.shape[1])
             return self
-        self.mean, self.std = X.mean(0), X.std(0) + 1e-9
-        self.mean[0], self.std[0] = 0.0, 1.0  # the bias column stays as it is
+        sd = X.std(0)
+        self.mean, self.std = X.mean(0), np.where(sd > 1e-4, sd, 1.0)  # a constant feature stays as it is
+        self.mean[0], self.std[0] = 0.0, 1.0  # and so does the bias column
         self.w = fit_logistic((X - self.mean) / self.std, np.array(Y, float), l2)
         return self
 
@@ -58,4 +63,6 @@ class GroupScorer:
 
     @classmethod
     def from_dict(cls, d: dict) -> "GroupScorer":
+        if list(d.get("features", [])) != list(GROUP_FEATURES):
+            raise CollmError("this policy's answer scorer was fitted on other features; calibrate it again")
         return cls(d["w"], d.get("mean"), d.get("std"))

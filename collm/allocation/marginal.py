@@ -49,8 +49,7 @@ def grid_index(m: int, grid) -> int:
 class Marginal(Policy):
     kind = "marginal"
     defaults = {"lam": 0.01, "n_max": 33, "grid": list(GRID), "l2": 1.0, "fit_seeds": 4,
-                "vote_cut": False, "prior_tokens": 2.0, "aggregate": "learned", "answer_form": "auto",
-                "gain": "direct"}
+                "vote_cut": False, "prior_tokens": 2.0, "aggregate": "learned", "answer_form": "auto"}
 
     @property
     def form(self):
@@ -106,13 +105,6 @@ class Marginal(Policy):
                 W[a, b] = fit_logistic(X[:, a], Y[:, b], self.params["l2"])
         self.state.update({"grid": grid, "features": list(FEATURES), "W": W.round(5).tolist(),
                            "mean_sample_tokens": view.mean_sample_tokens})
-        if self.params["gain"] == "direct":  # P(wrong -> right) and P(right -> wrong) going from a to b
-            Wu, Wd = np.zeros((G, G, F)), np.zeros((G, G, F))
-            for a in range(G):
-                for b in range(a + 1, G):
-                    Wu[a, b] = fit_logistic(X[:, a], Y[:, b] > Y[:, a], self.params["l2"])
-                    Wd[a, b] = fit_logistic(X[:, a], Y[:, b] < Y[:, a], self.params["l2"])
-            self.state.update({"W_up": Wu.round(5).tolist(), "W_down": Wd.round(5).tolist()})
         if samples is None and flops is None:
             return self
         target = samples if samples is not None else flops
@@ -129,9 +121,6 @@ class Marginal(Policy):
         """For prompts `act`: best gain per sample and the grid step to take."""
         grid = self.state["grid"]
         W = np.asarray(self.state["W"])
-        direct = "W_up" in self.state
-        if direct:
-            Wu, Wd = np.asarray(self.state["W_up"]), np.asarray(self.state["W_down"])
         tbar = self.state["mean_sample_tokens"]
         n_max = min(self.params["n_max"], grid[-1])
         left = getattr(sampler, "available", lambda: np.full(sampler.P, 10**9))()
@@ -146,17 +135,13 @@ class Marginal(Policy):
                 continue
             a = grid_index(m, grid)
             x = self._features(ds, sampler.q_tokens[j], sampler.max_tokens)
-            if direct:  # [G]: expected gain of going on to grid[b]
-                gain = sigmoid(Wu[a] @ x) - sigmoid(Wd[a] @ x)
-            else:
-                p = sigmoid(W[a] @ x)  # [G]: p(m -> grid[b])
-                gain = p - p[a]
+            p = sigmoid(W[a] @ x)  # [G]: p(m -> grid[b])
             top = min(n_max, m + int(left[j]))
             cost = (sum(d.tokens for d in ds) + self.params["prior_tokens"] * tbar) / (m + self.params["prior_tokens"]) / tbar
             for b in range(a + 1, len(grid)):
                 if grid[b] > top:
                     break
-                g = gain[b] / ((grid[b] - m) * cost)
+                g = (p[b] - p[a]) / ((grid[b] - m) * cost)
                 if g > ratio[r]:
                     ratio[r] = g
             nxt = next((g for g in grid if g > m), m + 1)

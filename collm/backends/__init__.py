@@ -2,9 +2,9 @@
 
     torch     transformers on CUDA when present, else the CPU: batched, many
               prompts x n samples per forward pass (collm.backends.torch_engine)
-    llamacpp  llama-cpp-python on the CPU: one stream, about 4x faster per
-              stream than transformers on these quantized models
-              (collm.backends.llamacpp_engine)
+    llamacpp  llama-cpp-python on the CPU, about 4x faster per stream than
+              transformers on these quantized models; a prompt's n samples
+              decode together in one llama.cpp batch (collm.backends.llamacpp_engine)
 
 load_backend() picks the faster engine for the device unless told. Engines
 are imported lazily: importing collm.backends costs nothing.

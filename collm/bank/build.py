@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 from collm import __version__
@@ -150,11 +151,17 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                 batch = todo[b:b + batch_size]
                 prompts = [Prompt(p.question, system=header["prompt"]["system"], id=p.id) for p in batch]
                 scores = backend.score_prompt(prompts)
+                t0 = time.perf_counter()
                 gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"],
                                         max_tokens=sp["max_tokens"], seed=(sp["seed"] * 1_000_003 + batch[0].id) % 2**31)
+                t1 = time.perf_counter()
                 greedy = backend.generate(prompts, n=1, temperature=0.0, max_tokens=sp["max_tokens"], seed=sp["seed"])
+                t2 = time.perf_counter()
+                # wall seconds per problem (its batch's time shared evenly): the report's live latency columns
+                timing = {"samples_s": round((t1 - t0) / len(batch), 3), "greedy_s": round((t2 - t1) / len(batch), 3),
+                          "batch": len(batch)}
                 for p, s, g, gg in zip(batch, scores, gens, greedy):
-                    _write_line(f, _problem_line(p, s, g, gg, task))
+                    _write_line(f, {**_problem_line(p, s, g, gg, task), "timing": timing})
                     written += 1
                     bar.update(1)
         finally:
