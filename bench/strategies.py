@@ -283,8 +283,46 @@ def live_summary():
     return agg
 
 
+FINDINGS = """## Findings
+
+- Real reward model (MATH, 100 x 8): weighted best-of-N and best-of-N by top
+  reward both beat majority vote at every N > 1 (95.0% against 93.0% at N = 8,
+  pass@8 97.0%); they part ways on single problems (best-of-N wins where the
+  one right answer is a lone high-reward sample, weighted where the right
+  answer is common but not the top score).
+- GSM8K bank, self-certainty as the verifier: weighted voting beats majority at
+  every budget (+1.1 to +3.4 points at N = 2..32); the single top score falls
+  behind as N grows (it over-trusts one confident sample) except on the hard
+  bins 3 and 4, where best-of-N by score is the best method at N >= 4. The
+  per-bin choice by 2-fold cross-validation (mostly weighted on bins 1-2, best
+  on bins 3-4) beats every fixed method on held-out problems at N >= 4 (Snell
+  et al.'s compute-optimal strategy, with an oracle difficulty bin).
+- Beam search and DVTS (live, N = 4, five problems, one per bin): no gain here.
+  Beam search hurt on the easy problem, where best-of-N was right: its
+  step-level self-certainty kept long, confident paths that ran out of the
+  256-token budget and never finished (unfinished answers never count), while
+  two of best-of-N's four samples finished. This matches Snell et al.: search
+  helps on medium/hard problems with a real PRM and hurts on easy ones by
+  over-optimising the verifier; with a self-certainty verifier and a 0.5B model
+  there is no hard-problem gain to set against it. Five problems decide
+  nothing about accuracy; a PRM endpoint (`--verifier URL`) is where search
+  should pay.
+- Cost: beam search and DVTS took 1.5x best-of-N's CPU time (1.5-1.7x
+  wall-clock) at equal N, inside the 2x target, with every prompt's beams in
+  one backend call per step. Counted FLOPs are 2.2x: each step re-prefills the
+  question and the partial answer (no prefix cache is assumed across calls),
+  and pruned children are paid for. The llama.cpp engine reuses the KV cache
+  of the common prefix, so the time ratio is lower than the FLOP ratio.
+- Not run live (time on the shared CPU): lookahead and revisions on Qwen
+  (both run end to end on SmolLM2 in the tests and through `collm ask`), budgets
+  16 and 64 for the searches, and more than five problems.
+"""
+
+
 def cmd_report(args):
     lines = ["# Verifier-guided strategies", ""]
+    if (RESULTS / "strategies_live.jsonl").exists() and (RESULTS / "strategies_replay.json").exists():
+        lines += [FINDINGS]
     env = f"machine: {platform.machine()} CPU, 2 cores shared with other jobs, no GPU; date {date.today().isoformat()}"
     rm = RESULTS / "strategies_rm.json"
     if rm.exists():
