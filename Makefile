@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.collm-installed
 
-.PHONY: demo test bench clean-venv
+.PHONY: demo test bench benchmarks-md clean-venv
 
 $(STAMP): pyproject.toml scripts/setup.sh
 	PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup.sh
@@ -21,6 +21,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/throughput.py
+
+# BENCHMARKS.md gathers the result files each bench/ script writes
+benchmarks-md:
+	{ cat bench/BENCHMARKS.head.md; for f in bank allocation strategies serve throughput; do \
+	    sed 's/^#/##/' bench/results/$$f.md; echo; done; } > BENCHMARKS.md
 
 clean-venv:
 	rm -rf $(VENV)

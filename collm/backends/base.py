@@ -58,6 +58,12 @@ class Backend(ABC):
                 raise CollmError("the question is empty")
         return out
 
+    @property
+    def model_name(self) -> str:
+        """The model's registry name (or path), else whatever identifies it."""
+        res = getattr(self, "resolved", None)
+        return getattr(res, "name", None) or self.model_id or self.name
+
     def close(self) -> None:  # release engine resources
         pass
 

@@ -28,12 +28,9 @@ def add_parser(sub):
     p.add_argument("--budget", type=float, default=None, help="average samples per question the policy may spend")
     p.add_argument("--show", action="store_true", help="print every completion")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    try:
-        from collm.strategies.options import add_strategy_args
-    except ImportError:
-        p.add_argument("--strategy", default=None)
-    else:
-        add_strategy_args(p)
+    from collm.strategies.options import add_strategy_args
+
+    add_strategy_args(p)
     return p
 
 
@@ -60,16 +57,15 @@ def run(args) -> int:
     if args.n is None and strategy is None and args.policy != "none":
         ans = llm.ask([args.question], budget=args.budget)[0]
     else:
-        n = args.n or 1
-        kwargs = {}
-        if strategy not in (None, "greedy", "majority"):
-            from collm.strategies.options import strategy_kwargs
+        from collm.strategies.options import strategy_kwargs
 
-            strategy, kwargs = strategy_kwargs(args)
-        elif strategy is None and n == 1 and args.temperature:
-            strategy = "majority"  # one sample at the temperature asked for
+        n = args.n or 1
+        if strategy is None:  # one greedy pass, or majority of n samples at the temperature asked for
+            strategy = "greedy" if n == 1 and not args.temperature else "majority"
+        args.strategy = strategy
+        strategy, kwargs = strategy_kwargs(args)  # validates the search options against the strategy
         ans = llm.ask([args.question], n=n, strategy=strategy, **kwargs)[0]
-    out = {"question": args.question, "model": llm.backend.name, **ans.to_dict(with_completions=args.show)}
+    out = {"question": args.question, "model": llm.backend.model_name, "engine": llm.backend.name, **ans.to_dict(with_completions=args.show)}
     if args.json:
         print(json.dumps(out))
     else:

@@ -43,7 +43,7 @@ def run(args) -> int:
         raise CollmError(f"no GSM8K test rows at offset {args.offset}")
     t0 = time.time()
     llm = Collm(args.model, args.engine, task="gsm8k", max_tokens=args.max_tokens, seed=args.seed)
-    print(f"model {llm.backend.name} ({llm.backend.params / 1e6:.0f}M params), engine {type(llm.backend).__name__}, "
+    print(f"model {llm.backend.model_name} ({llm.backend.params / 1e6:.0f}M params), engine {llm.backend.name}, "
           f"loaded in {time.time() - t0:.1f}s", file=sys.stderr)
     qs = [p.question for p in problems]
     runs = {}
