@@ -22,7 +22,8 @@ def add_parser(sub):
     p.add_argument("--questions", type=int, default=5)
     p.add_argument("--offset", type=int, default=640, help="first GSM8K test row (rows < 640 calibrated the policy)")
     p.add_argument("--n", type=int, default=4, help="N of the uniform best-of-N baseline")
-    p.add_argument("--budget", type=float, default=None, help="average samples per question for the adaptive policy")
+    p.add_argument("--budget", type=float, default=None,
+                   help="average generations per question for the adaptive policy (default: --n, equal compute)")
     p.add_argument("--max-tokens", type=int, default=384)
     p.add_argument("--seed", type=int, default=0)
     return p
@@ -47,23 +48,24 @@ def run(args) -> int:
           f"loaded in {time.time() - t0:.1f}s", file=sys.stderr)
     qs = [p.question for p in problems]
     runs = {}
-    for label, kwargs in (("greedy", {"n": 1}), (f"best-of-{args.n}", {"n": args.n}), ("adaptive", {"budget": args.budget})):
+    for label, kwargs in (("greedy", {"n": 1}), (f"best-of-{args.n}", {"n": args.n}), ("adaptive", {"budget": args.budget or args.n})):
         t = time.time()
         print(f"[{label}] answering {len(qs)} questions ...", file=sys.stderr, flush=True)
         answers = llm.ask(qs, **kwargs)
         runs[label] = (answers, time.time() - t)
 
     task = llm.task
-    print(f"\n{'#':>4}  {'gold':>8}  " + "  ".join(f"{lab:<26}" for lab in runs) + "  question")
+    # each cell: correct (ok / --), the answer, its votes / generations spent
+    print(f"\n{'row':>4}  {'gold':>8}  " + "  ".join(f"{lab:<20}" for lab in runs) + "  question")
     for j, p in enumerate(problems):
         cells = []
         for lab, (answers, _) in runs.items():
             a = answers[j]
             ok = task.grade(a.answer, p.gold)
-            votes = ",".join(f"{k}:{v:g}" for k, v in sorted(a.votes.items(), key=lambda kv: -kv[1])[:3])
-            cells.append(f"{_mark(ok)}{str(a.answer):>8} n={a.n:<2} {votes[:10]:<10}")
-        q = p.question.replace("\n", " ")
-        print(f"{p.id:>4}  {p.gold:>8}  " + "  ".join(f"{c:<26}" for c in cells) + f"  {q[:50]}...")
+            votes = a.votes.get(a.answer, 0) if a.answer is not None else 0
+            cells.append(f"{_mark(ok)}{str(a.answer):>9} {votes:g}/{a.n}")
+        q = " ".join(p.question.split())
+        print(f"{p.id:>4}  {p.gold:>8}  " + "  ".join(f"{c:<20}" for c in cells) + f"  {q[:48]}...")
     print()
     greedy_flops = sum(a.usage.flops for a in runs["greedy"][0]) / len(problems)
     for lab, (answers, secs) in runs.items():
