@@ -58,6 +58,16 @@ class Backend(ABC):
                 raise CollmError("the question is empty")
         return out
 
+    def encode_checked(self, prompts: list[Prompt], max_tokens: int) -> list[tuple[list[int], tuple[int, int]]]:
+        """Token ids and question span of each prompt (engines define encode()), refusing
+        a prompt that leaves no room for max_tokens in the context."""
+        enc = [self.encode(p) for p in prompts]
+        for ids, _ in enc:
+            if len(ids) + max_tokens > self.context_length:
+                raise CollmError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is beyond the model's "
+                                 f"context of {self.context_length} tokens")
+        return enc
+
     @property
     def model_name(self) -> str:
         """The model's registry name (or path), else whatever identifies it."""

@@ -125,16 +125,6 @@ class LlamaCppEngine(Backend):
     def detokenize(self, ids: list[int]) -> str:
         return self.llm.detokenize(ids, special=True).decode("utf-8", "replace")
 
-    def _encode_checked(self, prompts: list[Prompt], max_tokens: int):
-        enc = [self.encode(p) for p in prompts]
-        for ids, _ in enc:
-            if len(ids) + max_tokens > self.context_length:
-                raise CollmError(
-                    f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is beyond the model's "
-                    f"context of {self.context_length} tokens"
-                )
-        return enc
-
     # ---- llama.cpp batch API
     def _decode(self, tokens: Sequence[int], pos: Sequence[int], seqs: Sequence[int], logits: bool | Sequence[bool]) -> None:
         b = self._batch.batch
@@ -178,7 +168,7 @@ class LlamaCppEngine(Backend):
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
-        enc = self._encode_checked(prompts, max_tokens)
+        enc = self.encode_checked(prompts, max_tokens)
         rng = np.random.default_rng(seed)
         stop = list(stop or [])
         out = []
@@ -244,7 +234,7 @@ class LlamaCppEngine(Backend):
     # ---- score_prompt
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
         prompts = self.check_request(prompts, 1, 1)
-        return [self._score(ids, span) for ids, span in self._encode_checked(prompts, 0)]
+        return [self._score(ids, span) for ids, span in self.encode_checked(prompts, 0)]
 
     def _score(self, ids: list[int], span: tuple[int, int]) -> PromptScore:
         V = self.n_vocab

@@ -131,16 +131,6 @@ class TorchEngine(Backend):
     def encode(self, prompt: Prompt) -> tuple[list[int], tuple[int, int]]:
         return encode_prompt(self.template, prompt, self._tokenize, self.bos)
 
-    def _encode_checked(self, prompts: list[Prompt], max_tokens: int) -> list[tuple[list[int], tuple[int, int]]]:
-        enc = [self.encode(p) for p in prompts]
-        for ids, _ in enc:
-            if len(ids) + max_tokens > self.context_length:
-                raise CollmError(
-                    f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is beyond the model's "
-                    f"context of {self.context_length} tokens"
-                )
-        return enc
-
     def _left_pad(self, seqs: list[list[int]]):
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
@@ -154,7 +144,7 @@ class TorchEngine(Backend):
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
-        enc = self._encode_checked(prompts, max_tokens)
+        enc = self.encode_checked(prompts, max_tokens)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
         k = 1 if temperature == 0 else n  # greedy: the n samples are one, copied
@@ -239,7 +229,7 @@ class TorchEngine(Backend):
     @torch.inference_mode()
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
         prompts = self.check_request(prompts, 1, 1)
-        enc = self._encode_checked(prompts, 0)
+        enc = self.encode_checked(prompts, 0)
         out = []
         if not enc:
             return out

@@ -8,15 +8,15 @@ from collm.strategies.base import Answer, Strategy, extract_all, per_prompt, reg
 from collm.vote import majority
 
 
-def sample_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed):
-    """Generate ns[j] samples for prompt j, batching prompts that want the same n."""
+def sample_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop=None):
+    """Generate ns[j] samples for prompt j: one backend call per distinct n, over all prompts that want it."""
     groups: dict[int, list[int]] = defaultdict(list)
     for j, n in enumerate(ns):
         groups[n].append(j)
     out = [None] * len(prompts)
     for n, idx in sorted(groups.items()):
         gens = backend.generate([prompts[j] for j in idx], n=n, temperature=temperature, top_p=top_p,
-                                max_tokens=max_tokens, seed=seed)
+                                max_tokens=max_tokens, seed=seed, stop=stop)
         for j, g in zip(idx, gens):
             out[j] = g
     return out

@@ -26,10 +26,10 @@ across calls) and decodes every generated token.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from collm.prompts import Prompt
+from collm.strategies.sampling import sample_grouped
 from collm.types import Completion, Usage
 
 STEP_STOP = ["\n\n"]
@@ -106,16 +106,8 @@ class Path:
 
 def generate_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop):
     """backend.generate over all prompts, one call per distinct n."""
-    groups: dict[int, list[int]] = defaultdict(list)
-    for j, n in enumerate(ns):
-        groups[n].append(j)
-    out = [None] * len(prompts)
-    for n, idx in sorted(groups.items()):
-        gens = backend.generate([prompts[j] for j in idx], n=n, temperature=temperature, top_p=top_p,
-                                max_tokens=max_tokens, seed=seed, stop=stop)
-        for j, g in zip(idx, gens):
-            out[j] = g
-    return out
+    return sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                          seed=seed, stop=stop)
 
 
 def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], *, temperature, top_p,
