@@ -20,6 +20,7 @@ llama.cpp's logits, with a numpy Generator seeded per call: a seed reproduces.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -49,18 +50,34 @@ def default_threads() -> int:
     llama.cpp's threads meet at a barrier after every operation: one thread
     that shares its core with another busy process stalls them all (measured
     here on 2 shared cores: 54 tokens/s with 1 thread, 3 to 9 with 2). So the
-    default takes every core of an idle machine, and only the idle ones
-    (per the 1-minute load average) of a busy machine.
+    default takes every core of an idle machine, and only the idle ones of a
+    busy machine: those not running another process right now (the
+    1-minute load average lags: just after a busy minute it would starve an
+    idle machine).
     """
     env = os.environ.get("COLLM_THREADS")
     if env:
         return max(1, int(env))
-    cores = cpu_count()
+    return max(1, cpu_count() - busy_cores())
+
+
+def busy_cores(window_s: float = 0.25) -> int:
+    """Cores busy with other work right now: the CPU time not idle over a
+    short window (/proc/stat), in cores."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + (v[4] if len(v) > 4 else 0)  # total, idle + iowait
+
     try:
-        busy = int(os.getloadavg()[0])
-    except OSError:
-        busy = 0
-    return max(1, min(cores, cores - busy))
+        t0, i0 = sample()
+        time.sleep(window_s)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0
+    if t1 <= t0:
+        return 0
+    return int(round((1 - (i1 - i0) / (t1 - t0)) * cpu_count()))
 
 
 class LlamaCppEngine(Backend):
