@@ -70,30 +70,26 @@ def learned_uniform(view, seeds, splits, ns=(1, 2, 4, 8, 16, 32)) -> list[dict]:
     group scorer fitted on the other half: what the aggregation alone buys."""
     from collm.allocation.aggregate import GroupScorer
     from collm.allocation.early_stop import GRID
+    from collm.allocation.evaluate import two_fold
 
     acc = {n: [] for n in ns}
     tok = {n: [] for n in ns}
-    P = len(view)
-    for sp in splits:
-        perm = np.random.default_rng(sp).permutation(P)
-        halves = [np.sort(perm[: P // 2]), np.sort(perm[P // 2:])]
-        for f in range(2):
-            fit_v, test_v = view.subset(halves[f]), view.subset(halves[1 - f])
-            fit_s = []
-            for sd in range(1000, 1004):
-                s = fit_v.sampler(sd)
-                s.request(np.arange(s.P), 1, greedy=True)
-                s.request(np.arange(s.P), fit_v.K)
-                fit_s.append(s)
-            sc = GroupScorer().fit(fit_s, [g for g in GRID if g <= fit_v.K + 1], fit_v.answer_form)
-            for sd in seeds:
-                s = test_v.sampler(sd)
-                s.request(np.arange(s.P), 1, greedy=True)
-                s.request(np.arange(s.P), test_v.K)
-                for n in ns:
-                    acc[n].append(np.mean([s.correct(j, sc.answer(s.draws[j][:n], test_v.answer_form)) for j in range(s.P)]))
-                    tok[n].append(np.mean([test_v.A["prompt_tokens"][j] + sum(d.tokens for d in s.draws[j][:n])
-                                           for j in range(s.P)]))
+    for fit_v, test_v in two_fold(view, splits):
+        fit_s = []
+        for sd in range(1000, 1004):
+            s = fit_v.sampler(sd)
+            s.request(np.arange(s.P), 1, greedy=True)
+            s.request(np.arange(s.P), fit_v.K)
+            fit_s.append(s)
+        sc = GroupScorer().fit(fit_s, [g for g in GRID if g <= fit_v.K + 1], fit_v.answer_form)
+        for sd in seeds:
+            s = test_v.sampler(sd)
+            s.request(np.arange(s.P), 1, greedy=True)
+            s.request(np.arange(s.P), test_v.K)
+            for n in ns:
+                acc[n].append(np.mean([s.correct(j, sc.answer(s.draws[j][:n], test_v.answer_form)) for j in range(s.P)]))
+                tok[n].append(np.mean([test_v.A["prompt_tokens"][j] + sum(d.tokens for d in s.draws[j][:n])
+                                       for j in range(s.P)]))
     return [{"samples": n, "accuracy": float(np.mean(acc[n])), "flops": 2.0 * view.params * float(np.mean(tok[n]))}
             for n in ns]
 

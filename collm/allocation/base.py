@@ -19,6 +19,7 @@ from pathlib import Path
 from collm import __version__
 from collm.allocation.state import leader
 from collm.errors import CollmError
+from collm.files import read_json
 
 FORMAT = 1
 POLICIES: dict[str, type["Policy"]] = {}
@@ -98,12 +99,7 @@ def same_model(a: dict, b: dict) -> bool:
 def load_policy(path, model: dict | None = None) -> Policy:
     """Read a policy file; with `model`, refuse a policy made for another model."""
     path = Path(path)
-    if not path.is_file():
-        raise CollmError(f"policy file not found: {path}")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CollmError(f"{path}: not valid JSON ({e})") from None
+    d = read_json(path, "policy file")
     p = Policy.from_dict(d, str(path))
     if model is not None and not same_model(p.model, model):
         raise CollmError(f"{path}: this policy was calibrated for {p.model.get('name') or 'another model'} "

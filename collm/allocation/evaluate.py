@@ -35,21 +35,26 @@ def compute_ratio(points: list[dict], accuracy: float, flops: float) -> dict:
     return {"ratio": need / flops, "bound": "=", "uniform_flops": need}
 
 
-def cross_validate(view: BankView, kind: str, samples: float | None = None, flops: float | None = None,
-                   seeds=EVAL_SEEDS, splits=(0,), params: dict | None = None, progress=None) -> dict:
-    """Two-fold cross-validated figures of policy `kind` calibrated to the budget."""
-    runs = []
+def two_fold(view: BankView, splits=(0,)):
+    """(fit half, test half) for each random split and each of its two folds."""
     P = len(view)
     for sp in splits:
         perm = np.random.default_rng(sp).permutation(P)
         halves = [np.sort(perm[: P // 2]), np.sort(perm[P // 2:])]
         for f in range(2):
-            fit_v, test_v = view.subset(halves[f]), view.subset(halves[1 - f])
-            pol = get_policy(kind, **(params or {})).fit(fit_v, samples=samples, flops=flops)
-            cap = test_v.budget(samples=samples, flops=flops)  # the budget is a hard cap on the held-out half
-            runs += [replay(pol, test_v, s, cap) for s in seeds]
-            if progress:
-                progress()
+            yield view.subset(halves[f]), view.subset(halves[1 - f])
+
+
+def cross_validate(view: BankView, kind: str, samples: float | None = None, flops: float | None = None,
+                   seeds=EVAL_SEEDS, splits=(0,), params: dict | None = None, progress=None) -> dict:
+    """Two-fold cross-validated figures of policy `kind` calibrated to the budget."""
+    runs = []
+    for fit_v, test_v in two_fold(view, splits):
+        pol = get_policy(kind, **(params or {})).fit(fit_v, samples=samples, flops=flops)
+        cap = test_v.budget(samples=samples, flops=flops)  # the budget is a hard cap on the held-out half
+        runs += [replay(pol, test_v, s, cap) for s in seeds]
+        if progress:
+            progress()
     out = summary(runs)
     out["folds"] = 2 * len(splits)
     out["seeds"] = len(seeds)

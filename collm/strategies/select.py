@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from collm.errors import CollmError
+from collm.files import read_json
 
 KEY = "collm_strategy_policy"
 
@@ -72,12 +73,7 @@ class StrategyPolicy:
 
 def load_strategy_policy(path) -> StrategyPolicy:
     path = Path(path)
-    if not path.is_file():
-        raise CollmError(f"strategy policy not found: {path}")
-    try:
-        d = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise CollmError(f"{path}: not valid JSON ({e})") from None
+    d = read_json(path, "strategy policy")
     if not isinstance(d, dict) or KEY not in d or not isinstance(d.get("table"), dict):
         raise CollmError(f"{path}: not a strategy policy (no '{KEY}' key and table)")
     try:
