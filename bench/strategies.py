@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from collm.bank import draws, load_bank  # noqa: E402
-from collm.bank.evaluate import difficulty_levels, rows as bank_rows  # noqa: E402
+from collm.bank.evaluate import difficulty_levels, pass1  # noqa: E402
+from collm.strategies.replay import method_accuracy  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DOCS = ROOT / "docs"
@@ -47,6 +48,10 @@ REPLAY_METHODS = {
     "weighted-probe": ("weighted", {"verifier": "probe"}),
     "best-probe": ("best", {"verifier": "probe"}),
 }
+
+METHOD_KEYS = {"majority": "majority", "weighted": "weighted-sc", "best": "best-sc",
+               "weighted-probe": "weighted-probe", "best-probe": "best-probe"}
+SHIPPED = ROOT / "collm" / "policies" / "qwen2.5-coder-0.5b.strategies.json"
 
 
 # ---------------------------------------------------------------- rm table
@@ -66,39 +71,6 @@ def cmd_rm_table(args):
 
 
 # ---------------------------------------------------------------- replay
-def weighted_correct(ans, ok, w, ks):
-    """[P, len(ks)]: the verifier-weighted vote of the first k draws is right
-    (sum of scores per answer; ties: drawn first; no answer never votes)."""
-    P, K = ans.shape
-    C = max(int(ans.max()) + 1, 1)
-    onehot = np.zeros((P, K, C))
-    r, c = np.nonzero(ans >= 0)
-    onehot[r, c, ans[r, c]] = w[r, c]
-    present = np.zeros((P, K, C), bool)
-    present[r, c, ans[r, c]] = True
-    cum, seen = np.cumsum(onehot, axis=1), np.cumsum(present, axis=1) > 0
-    first = np.where(seen.any(axis=1), seen.argmax(axis=1), K)
-    cok = draws.code_ok(ans, ok)
-    out = np.zeros((P, len(ks)), bool)
-    for j, k in enumerate(ks):
-        s, here = cum[:, k - 1, :], seen[:, k - 1, :]
-        top = np.where(here, s, -np.inf).max(axis=1, keepdims=True)
-        cand = here & (s >= top - 1e-12)
-        win = np.where(cand, first, K + 1).argmin(axis=1)
-        out[:, j] = here.any(axis=1) & cok[np.arange(P), win]
-    return out
-
-
-def best_correct(ans, ok, w, ks):
-    """[P, len(ks)]: the top-scoring answered draw among the first k is right."""
-    s = np.where(ans >= 0, w, -np.inf)
-    out = np.zeros((ans.shape[0], len(ks)), bool)
-    for j, k in enumerate(ks):
-        i = s[:, :k].argmax(axis=1)
-        out[:, j] = np.isfinite(s[np.arange(len(s)), i]) & ok[np.arange(len(s)), i]
-    return out
-
-
 def probe_scores(A, answered, folds, seed=0):
     """Self-fitted correctness probe (features: mean log-prob, log tokens),
     two-fold: each half of the problems is scored by a probe fitted on the other."""
@@ -124,20 +96,10 @@ def cmd_replay(args):
     ks = [k for k in KS if k <= K]
     level = difficulty_levels(bank, 5)
     answered = (A["ans"] >= 0) & (A["ntok"] < CUT)
-    ans0 = np.where(answered, A["ans"], -1)
     folds = np.random.default_rng(args.seed).permutation(P) % 2
-    scores = {"sc": np.exp(A["lp"] / np.maximum(A["ntok"], 1)), "probe": probe_scores(A, answered, folds)}
-    acc = {m: np.zeros((P, len(ks))) for m in REPLAY_METHODS}
     t0 = time.time()
-    for s in range(args.seeds):
-        o = draws.orders(bank_rows(bank), K, s)
-        ans, ok = draws.permute(ans0, o), draws.permute(A["ok"], o)
-        acc["majority"] += draws.majority_correct(ans, ok, ks)
-        for v in ("sc", "probe"):
-            w = draws.permute(scores[v], o)
-            acc[f"weighted-{v}"] += weighted_correct(ans, ok, w, ks)
-            acc[f"best-{v}"] += best_correct(ans, ok, w, ks)
-    acc = {m: a / args.seeds for m, a in acc.items()}
+    acc = method_accuracy(bank, ks, range(args.seeds), {"probe": probe_scores(A, answered, folds)})
+    acc = {METHOD_KEYS[m]: a for m, a in acc.items() if m in METHOD_KEYS}
     tokens = np.where(A["ntok"] > 0, A["ntok"], 0).mean()
     res = {"bank": str(args.bank), "problems": P, "seeds": args.seeds, "ks": ks, "cut": CUT,
            "mean_tokens": float(tokens), "seconds": time.time() - t0,
@@ -158,11 +120,13 @@ def cmd_replay(args):
             for j, k in enumerate(ks):
                 records.append({"problem": int(bank.problems[i].i), "bin": int(level[i]), "budget": k,
                                 "strategy": name, "settings": settings, "correct": float(acc[m][i, j])})
-    pol = fit_strategy_policy(records, folds=2, seed=args.seed)
+    rows = [int(p.i) for p in bank.problems]
+    pol = fit_strategy_policy(records, folds=2, seed=args.seed, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
     pol.meta.update({"source": "bench/strategies.py replay", "bank": BANK.name, "model": "qwen2.5-coder-0.5b",
                      "bins": "collm.bank.evaluate.difficulty_levels (1 = easiest)"})
     pol.save(RESULTS / "strategy_policy_gsm8k_qwen05b.json")
     res["policy_cv"] = pol.cv
+    res["predicted"] = fit_predicted_policy(bank, acc, ks, folds, args.seed)
     res["policy_cv_overall"] = {}  # held-out accuracy of the per-bin choice, over all problems
     for k in ks:
         cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6)]
@@ -170,6 +134,48 @@ def cmd_replay(args):
         res["policy_cv_overall"][str(k)] = sum(c["held_out_accuracy"] * c["problems"] for c in cells) / tot
     (RESULTS / "strategies_replay.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res["overall"], indent=1))
+
+
+def fit_predicted_policy(bank, acc, ks, folds, seed):
+    """The per-bin choice with bins predicted from the question (no oracle),
+    cross-fitted on the same two folds as the choice itself; shipped as the
+    model's strategy policy."""
+    from collm.allocation.replay import BankView
+    from collm.difficulty.bins import DifficultyBins, bank_values
+    from collm.strategies.select import fit_strategy_policy
+    from scipy.stats import spearmanr
+
+    view = BankView(bank)
+    vals, est = bank_values(view)
+    p1 = pass1(bank)
+    P = len(bank)
+    pred, diff = np.zeros(P, int), np.zeros(P)
+    for f in range(2):
+        tr = folds != f
+        m = DifficultyBins().fit({k: v[tr] for k, v in vals.items()}, p1[tr])
+        te = {k: v[~tr] for k, v in vals.items()}
+        pred[~tr], diff[~tr] = m.predict(te), m.difficulty(te)
+    rows = [int(p.i) for p in bank.problems]
+    records = [{"problem": rows[i], "bin": int(pred[i]), "budget": k, "strategy": name, "settings": settings,
+                "correct": float(acc[m][i, j])}
+               for m, (name, settings) in REPLAY_METHODS.items() if "probe" not in m
+               for i in range(P) for j, k in enumerate(ks)]
+    pol = fit_strategy_policy(records, folds=2, seed=seed, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
+    pol.bins_model = DifficultyBins().fit(vals, p1)
+    pol.model = dict(view.model)
+    pol.meta.update({"source": "python bench/strategies.py replay", "bank": BANK.name,
+                     "bins": "predicted from the question (collm.difficulty.bins.DifficultyBins), cross-fitted"})
+    pol.save(SHIPPED)
+    level = difficulty_levels(bank, 5)
+    out = {"spearman_heldout": float(spearmanr(diff, -p1).statistic),
+           "same_bin": float((pred == level).mean()), "within_one_bin": float((abs(pred - level) <= 1).mean()),
+           "estimator_flops": float(est.mean()), "cv": pol.cv, "overall": {}}
+    for k in ks:
+        cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6) if f"{b}/{k}" in pol.cv]
+        tot = sum(c["problems"] for c in cells)
+        out["overall"][str(k)] = sum(c["held_out_accuracy"] * c["problems"] for c in cells) / tot
+    out["choices"] = {str(b): {str(k): pol.table[b][k]["strategy"] for k in ks} for b in sorted(pol.table)}
+    return out
 
 
 # ---------------------------------------------------------------- live

@@ -56,6 +56,9 @@ class Completion:
     # the stop string that ended it (finish_reason "stop"); None at end-of-sequence
     # or max_tokens. Step-wise search tells a finished step from a finished answer by it.
     stop_reason: str | None = None
+    # False when a stop string was asked for and the engine stopped without
+    # saying whether on it or at end-of-sequence (e.g. a llama.cpp server upstream)
+    stop_known: bool = True
 
     @property
     def finished(self) -> bool:

@@ -20,7 +20,7 @@ from collm.errors import CollmError
 from collm.prompts import Prompt
 
 
-def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m"):
+def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m", stop_field=None):
     """An OpenAI-compatible double: completion j of a request says "answer \\boxed{seed+j}" in 3 tokens."""
     app = FastAPI()
     app.state.requests = []
@@ -53,6 +53,8 @@ def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m"
             lp = {"content": [{"token": t, "logprob": -0.5, "bytes": None, "top_logprobs": []} for t in "abc"]}
             choices.append({"index": j, "message": {"role": "assistant", "content": f"answer \\boxed{{{seed + j}}}"},
                             "finish_reason": "stop", "logprobs": lp if body.get("logprobs") else None})
+            if stop_field and body.get("stop"):  # even choices stopped on the first stop string, odd ones at EOS
+                choices[-1][stop_field] = body["stop"][0] if j % 2 == 0 else (None if stop_field == "stop_reason" else 2)
         return {"id": "x", "object": "chat.completion", "created": 0, "model": name, "choices": choices,
                 "usage": {"prompt_tokens": 20, "completion_tokens": 3 * n, "total_tokens": 20 + 3 * n}}
 
@@ -235,3 +237,29 @@ def test_bad_request_is_refused_before_any_traffic():
         b.generate(["q?"], n=0)
     with pytest.raises(CollmError):
         RemoteBackend([], params=1)
+
+
+@pytest.mark.parametrize("field", ["stop_reason", "matched_stop", None])
+def test_the_matched_stop_string_comes_through_or_is_marked_unknown(field):
+    """vLLM says which stop string matched (stop_reason), SGLang too
+    (matched_stop, a token id at EOS); an upstream that says neither leaves
+    the stop ambiguous, and step search then goes on rather than taking a
+    step end for the answer's end."""
+    from collm.strategies.steps import step_end
+
+    with Served(fake_upstream(stop_field=field)) as up:
+        be = RemoteBackend(up.url, params=1000)
+        try:
+            comps = be.generate(["q"], n=2, temperature=0.8, max_tokens=16, seed=0, stop=["\n\n"])[0].completions
+            plain = be.generate(["q"], n=1, max_tokens=16)[0].completions[0]
+        finally:
+            be.close()
+    assert plain.stop_known and plain.stop_reason is None  # no stop asked: nothing to tell apart
+    if field:
+        assert [c.stop_reason for c in comps] == ["\n\n", None] and all(c.stop_known for c in comps)
+        assert [step_end(c, ["\n\n"]) for c in comps] == ["step", "eos"]
+    else:
+        assert [c.stop_known for c in comps] == [False, False]
+        assert [step_end(c, ["\n\n"]) for c in comps] == ["step", "step"]
+        comps[0].text = ""  # the continuation of an answer that had ended: nothing more
+        assert step_end(comps[0], ["\n\n"]) == "eos"

@@ -94,6 +94,28 @@ def test_remote_backend_fans_out_and_scores(upstream):
     assert len(s.q_entropy) == hi - lo and all(x >= 0 for x in s.q_entropy)
 
 
+def test_beam_search_over_llamacpp_never_ends_an_answer_at_a_step(upstream):
+    """The llama.cpp server does not say which stop string matched: a stop on
+    the step separator is marked unknown, and beam search goes on from it
+    instead of taking the first step for the whole answer."""
+    from collm.answers import get_task
+    from collm.backends.remote import RemoteBackend
+    from collm.strategies import get_strategy
+
+    b = RemoteBackend(upstream, params=134_515_008)
+    try:
+        g = b.generate(["Name three colours, one per line."], n=1, temperature=0.0, max_tokens=16, stop=["\n"])[0]
+        ans = get_strategy("beam", beam_width=2, max_steps=4, step_tokens=12).run(
+            b, ["Name three colours, one per line."], 2, get_task("number"), max_tokens=40, seed=0)[0]
+    finally:
+        b.close()
+    c = g.completions[0]
+    assert c.finish_reason == "stop" and not c.stop_known and c.stop_reason is None
+    assert "\n" not in c.text.strip()  # it stopped on the requested string
+    for comp in ans.completions:  # each candidate went past its first step (or ran out of budget)
+        assert len(comp.steps) >= 2 or not comp.finished
+
+
 def test_collm_serve_over_llamacpp_with_openai_client(upstream, tmp_path):
     """`collm serve --upstream` as a process, queried by the official client."""
     import openai

@@ -344,19 +344,14 @@ def test_ask_cli_runs_beam_search(capsys):
     assert d["strategy"] == "beam" and d["n"] == 2 and d["usage"]["flops"] > 0 and "verifier" in d
 
 
-def test_the_benchmark_replay_votes_agree_with_collm_vote():
-    """bench/strategies.py replays weighted and best-of-N vectorised over a
+def test_the_bank_replay_votes_agree_with_collm_vote():
+    """collm.strategies.replay votes weighted and best-of-N vectorised over a
     bank; on random draws it must pick what collm.vote picks one by one."""
-    import importlib.util
-    from pathlib import Path as FPath
-
     import numpy as np
 
+    from collm.strategies.replay import best_correct, weighted_correct
     from collm.vote import best_score, weighted
 
-    spec = importlib.util.spec_from_file_location("bench_strategies", FPath(__file__).parent.parent / "bench" / "strategies.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     rng = np.random.default_rng(0)
     ans = rng.integers(-1, 4, size=(300, 8))
     ok = np.zeros_like(ans, bool)
@@ -364,7 +359,7 @@ def test_the_benchmark_replay_votes_agree_with_collm_vote():
     ok[ans == right[:, None]] = True
     w = rng.choice([0.25, 0.5, 1.0], size=ans.shape)  # coarse: ties happen
     ks = [1, 2, 4, 8]
-    wc, bc = bench.weighted_correct(ans, ok, w, ks), bench.best_correct(ans, ok, w, ks)
+    wc, bc = weighted_correct(ans, ok, w, ks), best_correct(ans, ok, w, ks)
     for i in range(300):
         for j, k in enumerate(ks):
             a = [str(x) if x >= 0 else None for x in ans[i, :k]]

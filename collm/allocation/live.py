@@ -50,14 +50,15 @@ def shipped_policies() -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith(".json"))
 
 
-def default_policy_path(model: dict) -> Path | None:
-    """The shipped policy calibrated for this model, if any."""
+def default_policy_path(model: dict, key: str = "collm_policy") -> Path | None:
+    """The shipped policy calibrated for this model, if any: an allocation
+    policy, or with key="collm_strategy_policy" a per-bin strategy policy."""
     for p in shipped_policies():
         try:
-            m = json.loads(p.read_text()).get("model", {})
+            d = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if same_model(m, model):
+        if isinstance(d, dict) and key in d and same_model(d.get("model", {}), model):
             return p
     return None
 

@@ -229,7 +229,7 @@ class RemoteBackend(Backend):
             responses += await asyncio.gather(*(self._chat(i, prompt, 1, s, kw) for s in seeds))
         comps = []
         for r in responses:
-            comps += _completions(r)
+            comps += _completions(r, kw.get("stop"))
         comps = comps[:n]
         prompt_tokens = responses[0].usage.prompt_tokens if responses[0].usage else 0
         return Generation(comps, usage_for(self.params, prompt_tokens, [c.tokens for c in comps]))
@@ -302,7 +302,7 @@ def _message(e) -> str:
     return str(e)[:500]
 
 
-def _completions(resp) -> list[Completion]:
+def _completions(resp, stop=None) -> list[Completion]:
     """One Completion per choice; token counts from logprobs, else from the usage."""
     choices = list(resp.choices)
     total = resp.usage.completion_tokens if resp.usage else 0
@@ -318,6 +318,23 @@ def _completions(resp) -> list[Completion]:
             lps = []
             tokens = total if len(choices) == 1 else round(total * len(text) / chars)
         finish = "length" if c.finish_reason == "length" else "stop"
+        matched, known = matched_stop(c, stop) if finish == "stop" else (None, True)
         out.append(Completion(text=text, tokens=tokens, logprob=float(sum(lps)), token_logprobs=lps,
-                              finish_reason=finish))
+                              finish_reason=finish, stop_reason=matched, stop_known=known))
     return out
+
+
+def matched_stop(choice, stop) -> tuple[str | None, bool]:
+    """(the stop string a choice stopped on, or None at end-of-sequence;
+    whether the upstream said so). vLLM reports it as choice.stop_reason (the
+    string, a stop token id, or null at end-of-sequence), SGLang as
+    matched_stop; an upstream that reports neither (the llama.cpp server)
+    leaves a stop on a requested string ambiguous."""
+    if not stop:
+        return None, True
+    extra = getattr(choice, "model_extra", None) or {}
+    for key in ("stop_reason", "matched_stop"):
+        if key in extra:
+            v = extra[key]
+            return (v if isinstance(v, str) and v in stop else None), True
+    return None, False

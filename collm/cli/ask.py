@@ -24,7 +24,9 @@ def add_parser(sub):
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="gsm8k", help="answer extractor/grader: gsm8k, number, math, choice")
-    p.add_argument("--policy", default=None, help="policy JSON (default: the shipped policy for the model; 'none' for uniform)")
+    p.add_argument("--policy", default=None,
+                   help="allocation policy JSON (default: the shipped policy for the model; 'none' for uniform), "
+                        "or a strategy policy JSON (the strategy per predicted difficulty bin, at --n/--budget generations)")
     p.add_argument("--budget", type=float, default=None, help="average samples per question the policy may spend")
     p.add_argument("--show", action="store_true", help="print every completion")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
@@ -51,9 +53,16 @@ def run(args) -> int:
     _validate(args)
     from collm.api import Collm
 
+    strategy = getattr(args, "strategy", None)
+    if strategy is None and args.policy not in (None, "none", "default"):
+        from collm.strategies.select import is_strategy_policy
+
+        if is_strategy_policy(args.policy):  # a per-bin strategy policy: the budget is N generations
+            strategy = "auto"
     llm = Collm(args.model, args.engine, task=args.task, policy=args.policy, max_tokens=args.max_tokens,
                 temperature=0.8 if args.temperature is None else args.temperature, top_p=args.top_p, seed=args.seed)
-    strategy = getattr(args, "strategy", None)
+    if strategy == "auto" and args.n is None:
+        args.n = int(args.budget) if args.budget is not None else 8
     if args.n is None and strategy is None and args.policy != "none":
         ans = llm.ask([args.question], budget=args.budget)[0]
     else:
@@ -78,7 +87,7 @@ def _print(out, ans, f):
     u = out["usage"]
     print(f"answer: {out['answer']}", file=f)
     print(f"votes:  {votes}   ({out['n']} generations, {out['strategy']})", file=f)
-    extra = {k: v for k, v in out.items() if k in ("difficulty", "policy")}
+    extra = {k: v for k, v in out.items() if k in ("difficulty", "difficulty_bin", "policy")}
     for k, v in extra.items():
         print(f"{k}: {v}", file=f)
     print(f"cost:   {u['prompt_tokens']} prompt + {u['completion_tokens']} completion tokens, {u['flops']:.3g} FLOPs", file=f)

@@ -22,7 +22,7 @@ def add_parser(sub):
     p.add_argument("--ks", default="1,2,4,8,16,32", help="uniform sample counts (default 1,2,4,8,16,32)")
     p.add_argument("--bins", type=int, default=5, help="difficulty bins (default 5)")
     p.add_argument("--policy", action="append", default=[], metavar="POLICY.json",
-                   help="a fitted allocation policy to replay on the bank (repeatable)")
+                   help="a fitted allocation policy, or a per-bin strategy policy, to replay on the bank (repeatable)")
     return p
 
 
@@ -65,7 +65,12 @@ def run(args) -> int:
             raise CollmError("policies are not available") from None
         from pathlib import Path
 
-        reports = [{"name": Path(path).name, **policy_report(bank, path, seeds, params=args.model_params)}
+        from collm.strategies.replay import strategy_policy_report
+        from collm.strategies.select import is_strategy_policy
+
+        reports = [{"name": Path(path).name,
+                    **(strategy_policy_report(bank, path, seeds, params=args.model_params) if is_strategy_policy(path)
+                       else policy_report(bank, path, seeds, params=args.model_params))}
                    for path in args.policy]
         res["policy"] = reports[0] if len(reports) == 1 else reports
         res["policies"] = reports
@@ -120,6 +125,9 @@ def table(res: dict) -> str:
                      f"with {match['samples']:.2f} samples per problem ({match['k'] / match['samples']:.1f}x fewer)")
     for pol in res.get("policies", []):
         lines.append("")
+        if pol.get("kind") == "strategy":
+            lines += strategy_lines(pol)
+            continue
         lines.append("policy " + (pol.get("name") or pol.get("path") or "") + ": "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in pol.items() if not isinstance(v, (dict, list)) and k != "name"))
     return "\n".join(lines)
@@ -129,3 +137,17 @@ def _fmt(v) -> str:
     if isinstance(v, float):
         return _f(v) if abs(v) >= 1e3 else f"{v:.3f}"
     return str(v)
+
+
+def strategy_lines(pol: dict) -> list[str]:
+    """A strategy policy's replay: per budget, the per-bin choice against majority and weighted voting."""
+    rho = pol.get("difficulty_spearman")
+    out = [f"strategy policy {pol['name']}: bins {pol['bins']}"
+           + (f" (Spearman with pass@1 difficulty {rho:.2f})" if rho is not None else ""),
+           "  budget  chosen   majority  weighted  FLOPs/problem  estimator share  choices"]
+    for r in pol["budgets"]:
+        ch = ", ".join(f"{k} {v}" for k, v in r["choices"].items())
+        out.append(f"  {r['budget']:6d}  {r['accuracy']:.3f}    {r['majority']:.3f}     {r['weighted']:.3f}   "
+                   f"{_f(r['flops']):>13}  {100 * r['estimator_share']:14.1f}%  {ch}")
+    out.append(f"  ({pol['note']})")
+    return out

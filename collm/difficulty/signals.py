@@ -24,7 +24,6 @@ import math
 
 import numpy as np
 
-from collm.allocation.state import tally
 from collm.errors import CollmError
 
 PROMPT_SIGNALS = ("q_tokens", "prefix_entropy", "prompt_nll")
@@ -39,6 +38,7 @@ def values(sampler, name: str, k: int = 32, m: int | None = None) -> tuple[np.nd
         return sampler.signal(name, k)
     if name not in DRAW_SIGNALS:
         raise CollmError(f"unknown signal {name!r}; known: {', '.join(SIGNALS)}")
+    from collm.allocation.state import tally  # here: collm.allocation imports this module
     out = np.zeros(sampler.P)
     for j, ds in enumerate(sampler.draws):
         if name == "greedy_nll":

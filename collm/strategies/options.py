@@ -40,7 +40,8 @@ USED_BY = {
 def add_strategy_args(p) -> None:
     g = p.add_argument_group("strategy")
     g.add_argument("--strategy", default=None, metavar="NAME",
-                   help="majority, weighted, best, beam, lookahead, dvts, revisions, greedy")
+                   help="majority, weighted, best, beam, lookahead, dvts, revisions, greedy; auto: the strategy "
+                        "fitted for the question's predicted difficulty bin (a strategy policy)")
     g.add_argument("--beam-width", type=int, default=None, metavar="M",
                    help="beam/lookahead: keep N/M paths, M continuations each; dvts: N/M subtrees of width M (default 4)")
     g.add_argument("--lookahead", type=int, default=None, metavar="K", help="lookahead: greedy rollout steps (default 2)")
@@ -64,9 +65,14 @@ def add_strategy_args(p) -> None:
 
 def strategy_kwargs(args) -> tuple[str, dict]:
     name = getattr(args, "strategy", None) or "majority"
-    if name not in STRATEGIES:
-        raise CollmError(f"unknown strategy {name!r}; known: {', '.join(sorted(STRATEGIES))}")
+    if name not in STRATEGIES and name != "auto":
+        raise CollmError(f"unknown strategy {name!r}; known: auto, {', '.join(sorted(STRATEGIES))}")
     given = {k: getattr(args, k, None) for k in USED_BY if getattr(args, k, None) is not None}
+    if name == "auto":  # the strategy policy picks the strategy and its settings per difficulty bin
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise CollmError(f"{flags}: --strategy auto takes its settings from the strategy policy")
+        return name, {}
     for k in given:
         if name not in USED_BY[k]:
             flag = "--" + k.replace("_", "-")

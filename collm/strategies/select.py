@@ -10,6 +10,14 @@ did best, chosen by two-fold cross-validation on measured per-problem results.
     get_strategy(name, **settings).run(backend, prompts, n=16, task=task)
 
 Bins are numbered 1 (easiest) to 5 (hardest), as in Snell et al.'s figures.
+A policy fitted on oracle bins (pass@1 from many samples) is for analysis; one
+that carries its own DifficultyBins (collm.difficulty.bins: bins predicted
+from the question before any generation) runs live, and is what
+`collm ask --policy` and `collm eval --policy` take:
+
+    policy = load_strategy_policy(path, model=backend_model(backend))
+    plan = policy.plan(backend, prompts, budget=16)   # per prompt: bin, strategy, settings
+
 Cross-validation: the problems of each bin are split in two halves at random
 (seeded); each half's choice is made on the other half and scored on its own,
 so policy.cv is the accuracy of the selection procedure on problems it did not
@@ -37,16 +45,41 @@ def _config(r) -> tuple[str, str]:
 
 
 class StrategyPolicy:
-    def __init__(self, table: dict, cv: dict | None = None, meta: dict | None = None):
+    def __init__(self, table: dict, cv: dict | None = None, meta: dict | None = None, bins=None,
+                 model: dict | None = None):
         # table[bin][budget] = {"strategy", "settings", "accuracy", "problems"}
         self.table = {int(b): {int(n): v for n, v in row.items()} for b, row in table.items()}
         self.cv, self.meta = cv or {}, meta or {}
+        self.bins_model = bins  # DifficultyBins, or None: the caller knows each question's bin
+        self.model = model or {}
         if not self.table:
             raise CollmError("the strategy policy is empty")
 
     @property
     def bins(self) -> list[int]:
         return sorted(self.table)
+
+    @property
+    def budgets(self) -> list[int]:
+        return sorted({n for row in self.table.values() for n in row})
+
+    def plan(self, backend, prompts, budget: float, task=None) -> list[dict]:
+        """For each prompt: its predicted bin and difficulty, the strategy and
+        settings chosen for that bin at this budget, and what predicting the
+        bin cost in FLOPs (one forward pass over the question)."""
+        from collm.difficulty.bins import live_values
+
+        if self.bins_model is None:
+            raise CollmError("this strategy policy was fitted on oracle difficulty bins (pass@1 from many samples), "
+                             "which a new question does not have; fit one with predicted bins to use it live")
+        vals, flops = live_values(backend, prompts, self.bins_model.signals, self.bins_model.k, task)
+        levels, diff = self.bins_model.predict(vals), self.bins_model.difficulty(vals)
+        out = []
+        for b, d, f in zip(levels, diff, flops):
+            name, settings = self.choose(int(b), budget)
+            out.append({"bin": int(b), "difficulty": round(float(d), 4), "strategy": name, "settings": settings,
+                        "estimator_flops": float(f)})
+        return out
 
     def choose(self, bin_index: int, budget: float) -> tuple[str, dict]:
         """(strategy name, its settings) for a question of this difficulty bin
@@ -64,14 +97,28 @@ class StrategyPolicy:
         return self.table[b][fit[-1] if fit else budgets[0]]
 
     def to_dict(self) -> dict:
-        return {KEY: 1, "table": {str(b): {str(n): v for n, v in row.items()} for b, row in self.table.items()},
-                "cv": self.cv, "meta": self.meta}
+        d = {KEY: 1, "model": self.model,
+             "table": {str(b): {str(n): v for n, v in row.items()} for b, row in self.table.items()},
+             "cv": self.cv, "meta": self.meta}
+        if self.bins_model is not None:
+            d["bins"] = self.bins_model.to_dict()
+        return d
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=1))
 
 
-def load_strategy_policy(path) -> StrategyPolicy:
+def is_strategy_policy(path) -> bool:
+    """Whether a JSON file is a strategy policy (and not an allocation policy)."""
+    d = read_json(Path(path), "policy file")
+    return isinstance(d, dict) and KEY in d
+
+
+def load_strategy_policy(path, model: dict | None = None) -> StrategyPolicy:
+    """Read a strategy policy; with `model` ({name, sha256}), refuse one made for another model."""
+    from collm.allocation.base import same_model
+    from collm.difficulty.bins import DifficultyBins
+
     path = Path(path)
     d = read_json(path, "strategy policy")
     if not isinstance(d, dict) or KEY not in d or not isinstance(d.get("table"), dict):
@@ -81,9 +128,14 @@ def load_strategy_policy(path) -> StrategyPolicy:
             for v in row.values():
                 if not isinstance(v["strategy"], str) or not isinstance(v["settings"], dict):
                     raise TypeError("bad entry")
-        return StrategyPolicy(d["table"], d.get("cv"), d.get("meta"))
+        bins = DifficultyBins.from_dict(d["bins"]) if d.get("bins") is not None else None
+        pol = StrategyPolicy(d["table"], d.get("cv"), d.get("meta"), bins, d.get("model"))
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CollmError(f"{path}: malformed strategy policy ({e})") from None
+    if model is not None and pol.model and not same_model(pol.model, model):
+        raise CollmError(f"{path}: this strategy policy was fitted for {pol.model.get('name') or 'another model'}, "
+                         f"not for {model.get('name') or 'this model'}")
+    return pol
 
 
 def _best(acc: dict, order: list) -> tuple | None:
@@ -95,8 +147,11 @@ def _best(acc: dict, order: list) -> tuple | None:
     return best
 
 
-def fit_strategy_policy(records, folds: int = 2, seed: int = 0, baseline: str = "majority") -> StrategyPolicy:
-    """Choose per (bin, budget) by `folds`-fold cross-validation; see module doc."""
+def fit_strategy_policy(records, folds: int = 2, seed: int = 0, baseline: str = "majority",
+                        fold_of_problem: dict | None = None) -> StrategyPolicy:
+    """Choose per (bin, budget) by `folds`-fold cross-validation; see module doc.
+    fold_of_problem (problem -> fold) fixes the split, e.g. the one the
+    records' predicted bins were cross-fitted on, so no fold sees its own labels."""
     if not records:
         raise CollmError("no measured results to choose strategies from")
     # results[(bin, budget)][config][problem] = correct
@@ -113,7 +168,7 @@ def fit_strategy_policy(records, folds: int = 2, seed: int = 0, baseline: str = 
         probs = sorted({p for (bb, _), cfgs in res.items() if bb == b for v in cfgs.values() for p in v}, key=str)
         perm = rng.permutation(len(probs))
         for rank, i in enumerate(perm):
-            fold_of[(b, probs[i])] = rank % folds
+            fold_of[(b, probs[i])] = rank % folds if fold_of_problem is None else int(fold_of_problem[probs[i]])
 
     def acc(cfg_res: dict, keep) -> float | None:
         xs = [v for p, v in cfg_res.items() if keep(p)]

@@ -11,7 +11,12 @@ model writes until a blank line. Each generated piece ends in one of three ways
     "length"  it hit the per-call token cap
 
 An engine reports a stop string in Completion.stop_reason (as vLLM does); an
-engine that keeps the stop string in the text is understood too. A piece cut
+engine that keeps the stop string in the text is understood too. An upstream
+that says neither (Completion.stop_known False: the llama.cpp server) leaves
+"stop" ambiguous; the piece is then taken as a step, and the path is
+continued: an answer that had really ended gets an empty continuation next
+round, which ends it ("eos"). That costs one short call per finished answer,
+and never takes a half-written answer for a whole one. A piece cut
 at the per-step cap while the path still has token budget left just goes on
 in the next round (the step was long, not the answer). A path that reaches
 max_tokens before the model ends it is unfinished and never becomes an
@@ -44,6 +49,8 @@ def step_end(c: Completion, stop) -> str:
         return "step"
     if stop and any(s and c.text.endswith(s) for s in stop) and c.text.strip():
         return "step"
+    if stop and not getattr(c, "stop_known", True) and c.text.strip():
+        return "step"  # ambiguous: go on; an ended answer continues with nothing and ends then
     return "eos"
 
 
