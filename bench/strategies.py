@@ -384,6 +384,30 @@ def cmd_report(args):
                 cells.append(f"{e['strategy']} ({_pct(cv['held_out_accuracy'])} vs {_pct(cv['majority_accuracy'])})")
             lines.append(f"| {b} | " + " | ".join(cells) + " |")
         lines += [""]
+        if "predicted" in d:
+            pr = d["predicted"]
+            lines += ["### Bins predicted from the question: the shipped strategy policy", "",
+                      "A new question has no pass@1. The same two-fold choice with bins predicted before any",
+                      "generation (collm.difficulty.bins: a logistic model of the pass rate on question length,",
+                      "prefix entropy over the first 32 question tokens and prompt NLL, cut at the pilot's",
+                      "quantiles; fitted on one fold, binning the other, the choice cross-validated on the same",
+                      "folds) is collm/policies/qwen2.5-coder-0.5b.strategies.json, what `collm ask --strategy auto`",
+                      "and `collm eval --policy` use. On held-out problems the predicted difficulty has Spearman",
+                      f"{pr['spearman_heldout']:.2f} with the true one; {100 * pr['same_bin']:.0f}% of problems land in their",
+                      f"true bin, {100 * pr['within_one_bin']:.0f}% within one bin. Predicting costs one forward pass over",
+                      f"the question, {pr['estimator_flops']:.3g} FLOPs per problem, "
+                      f"{100 * pr['estimator_flops'] / (2 * 494_032_768 * d['mean_tokens']):.0f}% of decoding one average",
+                      f"sample ({d['mean_tokens']:.0f} tokens); the table compares at equal generations, without it.", "",
+                      "| held-out accuracy | " + " | ".join(f"N = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks),
+                      "| always majority | " + " | ".join(_pct(d["overall"]["majority"][str(k)]) for k in ks) + " |",
+                      "| always weighted (sc) | " + " | ".join(_pct(d["overall"]["weighted-sc"][str(k)]) for k in ks) + " |",
+                      "| per-bin choice, oracle bins | " + " | ".join(_pct(d["policy_cv_overall"][str(k)]) for k in ks) + " |",
+                      "| per-bin choice, predicted bins | " + " | ".join(_pct(pr["overall"][str(k)]) for k in ks) + " |",
+                      "", "Chosen on all problems (the shipped policy), per predicted bin:", "",
+                      "| predicted bin | " + " | ".join(f"N = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
+            for b, row in pr["choices"].items():
+                lines.append(f"| {b} | " + " | ".join(row[str(k)] for k in ks) + " |")
+            lines += [""]
         plot_replay(d)
         lines += ["![per-bin accuracy against budget](../../docs/strategies_bins.png)", ""]
     live = live_summary()
