@@ -223,9 +223,21 @@ def main():
               "features (relative length, worst log-prob, squared terms): within 0.003 of the kept scorer. A "
               "two-fold logistic model on the vote-state features after the greedy pass and 0, 3 or 7 draws tells never-solved problems from "
               "contested ones (pass rate 0.1-0.5) with AUC 0.73-0.76 only, which is why allocation adds little "
-              "beyond the scorer. Not tried: a nonlinear (gradient-boosted) value model, which would add a "
-              "dependency. (3) The budget-10 point was added: maj@32's accuracy falls between budgets 8 and 12, and "
+              "beyond the scorer. (3) The budget-10 point was added: maj@32's accuracy falls between budgets 8 and 12, and "
               "interpolating a concave curve linearly over that gap understated the policy.",
+              "- Two more attempts, both not kept (bench/experiments/, results in bench/results/): (4) a nonlinear "
+              "value model: gradient-boosted trees (scikit-learn HistGradientBoostingClassifier) in place of each "
+              "logistic value model, on the same features and folds, predict worse on held-out problems (ROC AUC "
+              "0.777 and 0.811 for two settings against 0.815, log-loss 0.632 and 0.512 against 0.504: "
+              "bench/results/nonlinear_value_model.txt); 320 problems per fold are too few for trees to beat a "
+              "linear model. (5) A hidden-state difficulty probe: a logistic model on the last prompt token's hidden "
+              "state at layer 18 of 24 (64 principal components) plus question length ranks difficulty before any "
+              "generation far better than the cheap signals (Spearman 0.58 against 0.42 for length alone; AUC "
+              "never-solved vs contested 0.78 against 0.72), but as one more value-model feature (stacked, so no "
+              "problem's feature comes from a probe fitted on it) it changes nothing at equal FLOPs: 0.386 at "
+              "2.19e12 and 0.414 at 3.35e12 FLOPs per problem against 0.386 and 0.415 for the same policy without "
+              "it, read off its curve at the same FLOPs (bench/results/hidden_state_prior.md). After the greedy pass "
+              "and a few samples the draws already say what the probe says.",
               ]
     lines += ["", "## Difficulty signals", "",
               "Spearman correlation with true difficulty (1 - pass rate over the bank's 32 samples), all 640 problems.", "",
