@@ -4,6 +4,7 @@ experiment, not part of collm (its probe step needs scikit-learn for ROC AUC):
     python bench/experiments/hidden_state_prior.py states     # Qwen hidden states of the bank's 640 prompts (torch, ~12 min on 2 CPU cores)
     python bench/experiments/hidden_state_prior.py probe      # how well a linear probe on them ranks difficulty
     python bench/experiments/hidden_state_prior.py allocate   # the marginal policy with the probe as an extra feature
+    python bench/experiments/hidden_state_prior.py bins       # the per-bin strategy choice with bins from the probe
 
 states: one forward pass over each templated prompt of the shared bank
 (GSM8K test rows 0-639, the bank's system prompt), keeping the last prompt
@@ -20,6 +21,12 @@ allocate: the marginal policy (learned scorer) as in bench/allocation.py,
 two-fold CV over 2 splits x 4 seeds, with one more value-model feature: the
 probe's log-odds of the pass rate (layer 18, last token, 64 components, L2
 100), stacked so that no problem's feature comes from a probe fitted on it.
+
+bins: the per-bin strategy choice of bench/strategies.py replay (majority,
+self-certainty weighted, best-of-N by self-certainty; 20 draw orders) with
+difficulty bins predicted by the same probe (fitted on one fold, binning the
+other at the fitted fold's quantiles; the choice cross-validated on the same
+folds), for 3 random splits, against always using the weighted vote.
 """
 
 from __future__ import annotations
@@ -179,12 +186,43 @@ def cmd_allocate():
                     pol = get_policy("marginal").fit(fit_v, samples=budget)
                     runs += [replay(pol, test_v, s, test_v.budget(samples=budget)) for s in range(4)]
             s = summary(runs)
-            label = "with the hidden-state prior" if with_prior else "as shipped"
+            label = "with the hidden-state prior" if with_prior else "without the prior (as in BENCHMARKS.md)"
             print(f"| {label} | {budget:g} | {s['accuracy']:.4f} | {s['samples']:.2f} | {s['flops']:.3g} |", flush=True)
 
 
+def cmd_bins():
+    from collm.strategies.replay import method_accuracy
+    from collm.strategies.select import fit_strategy_policy
+
+    bank, d, pr, qlog = _load()
+    P, ks = len(pr), [1, 2, 4, 8, 16, 32]
+    acc = method_accuracy(bank, ks, range(20))
+    fit = probe_fitter(d["last"][:, 1].astype(np.float32), qlog, pr)
+    rows = [int(p.i) for p in bank.problems]
+    print("| held-out accuracy | " + " | ".join(f"N = {k}" for k in ks) + " |")
+    print("|---|" + "---|" * len(ks))
+    print("| always weighted | " + " | ".join(f"{acc['weighted'][:, j].mean():.3f}" for j in range(len(ks))) + " |")
+    for split in range(3):
+        folds = np.random.default_rng(split).permutation(P) % 2
+        level = np.zeros(P, int)
+        for f in range(2):
+            tr, te = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+            probe = fit(tr)
+            edges = np.quantile(-probe(tr), [0.2, 0.4, 0.6, 0.8])  # bin 1 = highest predicted pass rate
+            level[te] = np.searchsorted(edges, -probe(te), side="right") + 1
+        recs = [{"problem": rows[i], "bin": int(level[i]), "budget": k, "strategy": m, "settings": {},
+                 "correct": float(acc[m][i, j])}
+                for m in ("majority", "weighted", "best") for i in range(P) for j, k in enumerate(ks)]
+        pol = fit_strategy_policy(recs, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
+        out = []
+        for k in ks:
+            cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6)]
+            out.append(sum(c["held_out_accuracy"] * c["problems"] for c in cells) / sum(c["problems"] for c in cells))
+        print(f"| per-bin choice, probe bins, split {split} | " + " | ".join(f"{x:.3f}" for x in out) + " |")
+
+
 if __name__ == "__main__":
-    cmds = {"states": cmd_states, "probe": cmd_probe, "allocate": cmd_allocate}
+    cmds = {"states": cmd_states, "probe": cmd_probe, "allocate": cmd_allocate, "bins": cmd_bins}
     if len(sys.argv) != 2 or sys.argv[1] not in cmds:
         sys.exit(f"usage: {sys.argv[0]} {'|'.join(cmds)}")
     cmds[sys.argv[1]]()
