@@ -36,6 +36,19 @@ from collm.bank.evaluate import difficulty_levels, pass1  # noqa: E402
 from collm.strategies.replay import method_accuracy  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
+
+
+def _commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+COMMIT = _commit()
 DOCS = ROOT / "docs"
 BANK = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
 KS = (1, 2, 4, 8, 16, 32)
@@ -253,7 +266,7 @@ def cmd_live(args):
                         row["weighted"] = task.grade(wa, p.gold)
                         row["best"] = task.grade(best_score(ansl, w), p.gold)
                     rows.append(row)
-                rec = {"model": args.model, "engine": backend.name, "strategy": name, "n": n, "chunk": c,
+                rec = {"model": args.model, "engine": backend.name, "commit": COMMIT, "strategy": name, "n": n, "chunk": c,
                        "max_tokens": args.max_tokens, "seconds": secs, "cpu_seconds": cpu, "rows": rows}
                 with out_path.open("a") as f:
                     f.write(json.dumps(rec) + "\n")

@@ -55,6 +55,20 @@ def test_seed_reproduces_and_n_completions(engine):
     assert len(set(texts(a))) > 2  # samples of one prompt differ
 
 
+def test_prompts_batched_together_decode_as_they_would_alone(engine):
+    """One call over several prompts (partial answers of one question share
+    their prefix, as search sends them) gives each prompt exactly what a call
+    of its own gives, greedily: no cross-talk between their KV sequences."""
+    base = Prompt(QUESTIONS[1])
+    prompts = [base.continued("Tom starts with 3 apples."), base.continued("First, "), Prompt(QUESTIONS[0]), base]
+    together = engine.generate(prompts, n=2, temperature=0.0, max_tokens=12)
+    alone = [engine.generate([p], n=2, temperature=0.0, max_tokens=12)[0] for p in prompts]
+    for t, a in zip(together, alone):
+        assert [c.text for c in t.completions] == [c.text for c in a.completions]
+        assert t.usage == a.usage
+        assert [round(x, 3) for x in t.completions[0].token_logprobs] == [round(x, 3) for x in a.completions[0].token_logprobs]
+
+
 def test_completion_fields_and_usage_arithmetic(engine):
     gens = engine.generate(QUESTIONS, n=2, temperature=0.8, max_tokens=6, seed=1)
     for q, g in zip(QUESTIONS, gens):

@@ -10,7 +10,12 @@ prompt decode together:
     system turn);
   - sequences 1..n-1 share those cells (llama_memory_seq_cp copies no data);
   - every step decodes one token of each unfinished sample in one batch;
-    finished samples leave the batch; afterwards the samples' cells are freed.
+    finished samples leave the batch; afterwards the samples' cells are freed;
+  - several prompts of one call decode together too, while their samples fit
+    in max_seqs sequences and the KV cells: each prompt is prefilled into its
+    own sequence, sharing the cells of its longest common prefix with a prompt
+    already there (search calls send many partial answers of one question),
+    and one batch carries a token of every live sample of every prompt.
 
 Sampling, per-token log-probs (of the raw model: log-softmax of the
 unprocessed logits) and prompt entropies are computed in numpy from
@@ -185,35 +190,75 @@ class LlamaCppEngine(Backend):
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
-        enc = self.encode_checked(prompts, max_tokens)
+        enc = [ids for ids, _ in self.encode_checked(prompts, max_tokens)]
         rng = np.random.default_rng(seed)
         stop = list(stop or [])
+        rows = 1 if temperature == 0 else n  # greedy: the n samples are one
+        comps: list[list[Completion]] = []
+        i = 0
+        while i < len(enc):
+            group, cells = [i], len(enc[i]) + rows * max_tokens
+            while (i + len(group) < len(enc) and (len(group) + 1) * rows <= self.max_seqs
+                   and cells + len(enc[i + len(group)]) + rows * max_tokens <= self.context_length):
+                cells += len(enc[i + len(group)]) + rows * max_tokens
+                group.append(i + len(group))
+            if rows <= self.max_seqs and cells <= self.context_length:
+                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, max_tokens, rng, stop)
+            else:  # one prompt whose samples do not fit at once: in groups, as many as the free cells hold
+                ids = enc[i]
+                per = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
+                got = []
+                for k in range(0, rows, per):
+                    got += self._sample([ids], min(per, rows - k), temperature, top_p, max_tokens, rng, stop)[0]
+                comps.append(got)
+            i += len(group)
         out = []
-        for ids, _ in enc:
-            first = self._prefill(ids)
-            if temperature == 0:  # greedy: the n samples are one
-                one = self._sample(ids, first, 1, 0.0, top_p, max_tokens, rng, stop)[0]
-                comps = [Completion(one.text, one.tokens, one.logprob, list(one.token_logprobs), one.finish_reason,
-                                    stop_reason=one.stop_reason) for _ in range(n)]
-            else:
-                # the cells free after the prompt bound how many samples fit at once
-                group = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
-                comps = []
-                for k in range(0, n, group):
-                    comps += self._sample(ids, first, min(group, n - k), temperature, top_p, max_tokens, rng, stop)
-            out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
+        for ids, cs in zip(enc, comps):
+            if temperature == 0:
+                one = cs[0]
+                cs = [Completion(one.text, one.tokens, one.logprob, list(one.token_logprobs), one.finish_reason,
+                                 stop_reason=one.stop_reason) for _ in range(n)]
+            out.append(Generation(cs, usage_for(self.params, len(ids), [c.tokens for c in cs])))
         return out
 
-    def _sample(self, ids, first, rows, temperature, top_p, max_tokens, rng, stop) -> list[Completion]:
-        """Decode `rows` samples of the prefilled prompt together."""
-        L, eos = len(ids), self.eos_ids
-        for r in range(1, rows):
-            self._lib.llama_memory_seq_cp(self._mem, 0, r, -1, -1)
-        toks = [[] for _ in range(rows)]
-        lps = [[] for _ in range(rows)]
-        finish = ["length"] * rows
-        live = list(range(rows))  # sequence id = row
-        logits = np.broadcast_to(first, (rows, self.n_vocab))
+    def _prefill_into(self, seq: int, ids: list[int], donors: list[tuple[int, list[int]]]) -> np.ndarray:
+        """Prefill `ids` into sequence `seq` (empty), sharing the cells of the
+        longest common prefix with a donor sequence that holds its prompt; the last logits."""
+        same, src = 0, None
+        for dseq, dids in donors:
+            m = min(len(dids), len(ids))
+            diff = np.flatnonzero(np.asarray(dids[:m]) != np.asarray(ids[:m]))
+            c = int(diff[0]) if len(diff) else m
+            if c > same:
+                same, src = c, dseq
+        same = min(same, len(ids) - 1)  # decode at least one token, for its logits
+        if src is not None and same > 0:
+            self._lib.llama_memory_seq_cp(self._mem, src, seq, 0, same)
+        for i in range(same, len(ids), self.n_batch):
+            part = ids[i:i + self.n_batch]
+            last = [False] * len(part)
+            last[-1] = True
+            self._decode(part, range(i, i + len(part)), [seq] * len(part), last)
+        return self._rows(1)[0].copy()
+
+    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, max_tokens, rng, stop) -> list[list[Completion]]:
+        """Decode `rows` samples of each prompt together, all prompts in one batch
+        per step. Prompt j's samples are sequences j*rows .. j*rows + rows-1; the
+        first prompt is sequence 0 (its prefix cached across calls)."""
+        eos = self.eos_ids
+        firsts = [self._prefill(prompts[0])]
+        for j in range(1, len(prompts)):
+            firsts.append(self._prefill_into(j * rows, prompts[j], [(k * rows, prompts[k]) for k in range(j)]))
+        for j in range(len(prompts)):
+            for r in range(1, rows):
+                self._lib.llama_memory_seq_cp(self._mem, j * rows, j * rows + r, -1, -1)
+        total = len(prompts) * rows
+        toks = [[] for _ in range(total)]
+        lps = [[] for _ in range(total)]
+        finish = ["length"] * total
+        start = [len(prompts[s // rows]) for s in range(total)]  # position of each sequence's first new token
+        live = list(range(total))  # sequence id = row
+        logits = np.stack([firsts[s // rows] for s in live])
         try:
             for step in range(max_tokens):
                 picked, lp = _pick(logits, temperature, top_p, rng)
@@ -229,13 +274,14 @@ class LlamaCppEngine(Backend):
                 if not keep or step == max_tokens - 1:
                     break
                 live = [live[k] for k in keep]
-                self._decode([toks[r][-1] for r in live], [L + step] * len(live), live, True)
+                self._decode([toks[r][-1] for r in live], [start[r] + step for r in live], live, True)
                 logits = self._rows(len(live))
-        finally:  # free the samples' cells; sequence 0 goes back to the prompt
-            for r in range(1, rows):
-                self._seq_rm(r, 0)
-            self._seq_rm(0, L)
-        return [self._completion(toks[r], lps[r], finish[r], stop) for r in range(rows)]
+        finally:  # free the samples' cells; sequence 0 goes back to the first prompt
+            for s in range(1, total):
+                self._seq_rm(s, 0)
+            self._seq_rm(0, len(prompts[0]))
+        done = [self._completion(toks[r], lps[r], finish[r], stop) for r in range(total)]
+        return [done[j * rows:(j + 1) * rows] for j in range(len(prompts))]
 
     def _completion(self, toks, lps, finish, stop) -> Completion:
         body = toks[:-1] if toks and toks[-1] in self.eos_ids else toks
