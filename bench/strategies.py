@@ -316,25 +316,42 @@ FINDINGS = """## Findings
   per-bin choice by 2-fold cross-validation (mostly weighted on bins 1-2, best
   on bins 3-4) beats every fixed method on held-out problems at N >= 4 (Snell
   et al.'s compute-optimal strategy, with an oracle difficulty bin).
-- Beam search and DVTS (live, N = 4, five problems, one per bin): no gain here.
-  Beam search hurt on the easy problem, where best-of-N was right: its
-  step-level self-certainty kept long, confident paths that ran out of the
-  256-token budget and never finished (unfinished answers never count), while
-  two of best-of-N's four samples finished. This matches Snell et al.: search
-  helps on medium/hard problems with a real PRM and hurts on easy ones by
-  over-optimising the verifier; with a self-certainty verifier and a 0.5B model
-  there is no hard-problem gain to set against it. Five problems decide
-  nothing about accuracy; a PRM endpoint (`--verifier URL`) is where search
-  should pay.
-- Cost: beam search and DVTS took 1.5x best-of-N's CPU time (1.5-1.7x
-  wall-clock) at equal N, inside the 2x target, with every prompt's beams in
-  one backend call per step. Counted FLOPs are 2.2x: each step re-prefills the
-  question and the partial answer (no prefix cache is assumed across calls),
-  and pruned children are paid for. The llama.cpp engine reuses the KV cache
-  of the common prefix, so the time ratio is lower than the FLOP ratio.
-- Not run live (time on the shared CPU): lookahead and revisions on Qwen
-  (both run end to end on SmolLM2 in the tests and through `collm ask`), budgets
-  16 and 64 for the searches, and more than five problems.
+- The per-bin choice needs the oracle's bins. Fitted on bins predicted from
+  the question before any generation (the shipped
+  collm/policies/qwen2.5-coder-0.5b.strategies.json, used by `collm ask
+  --strategy auto` and `collm eval --policy`), it picks the weighted vote on
+  every bin from N = 2 on and does no better than always weighting (held out:
+  39.3% at N = 16, 40.9% at N = 32 against 39.3% and 41.7%). Bins from a
+  hidden-state probe, a much better difficulty predictor, do no better
+  (bench/results/hidden_state_prior.md): the gain comes from telling apart the
+  hard-but-solvable bins 3-4 (where best-of-N by score wins) from the never-solved
+  bin 5, which only many samples do.
+- Beam search and DVTS, live with self-certainty as the process verifier
+  (N = 16 on ten problems, two per bin; N = 4 on five): no gain here, and
+  beam search hurts. At N = 16 best-of-N majority is right on 4 of 10 (best by
+  score 5), DVTS on 2, beam search on 1. The cause is visible in the runs:
+  self-certainty rewards confident steps, and a confident path is often a long
+  or repetitive one, so the search keeps paths that reach the 256-token budget
+  unfinished (unfinished candidates never count): beam search ended with no
+  finished candidate on 6 of the 10 problems, DVTS on 3, best-of-N on none.
+  That is Snell et al.'s warning in its strongest form: search over-optimises a
+  weak verifier, most on easy problems (beam search lost both bin-1 problems
+  best-of-N solved). With a real PRM (`--verifier URL`) search is where they
+  found gains on medium and hard problems; a 0.5B model's own certainty is not
+  that verifier, and these 10 problems cannot show a hard-problem gain.
+- Cost: beam search and DVTS take 1.45x and 1.59x best-of-N's wall-clock (and
+  CPU time) at equal N = 16, inside the 2x target (1.5-1.7x at N = 4, measured
+  before the change below). At N = 16 that
+  needed the llama.cpp engine to decode every prompt of a call in one batch:
+  before, a search round decoded the 4 children of one partial answer at a
+  time and beam search took 2.16x (table below). Counted FLOPs are 2.2-2.3x
+  best-of-N's: each step re-prefills the question and the partial answer (no
+  prefix cache is assumed across calls) and pruned children are paid for; the
+  engine reuses the shared prefix's KV cells, so time grows less than FLOPs.
+LOOKAHEAD_REVISIONS
+- Not run: N = 64 (about 3 hours per strategy for ten problems on this CPU)
+  and more problems; per-bin live figures on 2 problems a bin are anecdotes,
+  the bank replay above is the per-bin measurement for the vote strategies.
 """
 
 
@@ -458,6 +475,23 @@ def cmd_report(args):
                 lines.append(f"| {label} | {len(rows)} | {_pct(acc)} | {' '.join(per)} | {fl:.3g} | "
                              f"{e[nm]['seconds']:.0f} s | {e[nm]['cpu']:.0f} s | "
                              f"{'-' if ratio is None else f'{ratio:.2f}x'} | {'-' if cratio is None else f'{cratio:.2f}x'} |")
+            lines += [""]
+        old = RESULTS / "strategies_live_n16_per_prompt_decode.jsonl"
+        if old.exists():
+            recs = [json.loads(x) for x in old.read_text().splitlines() if x.strip()]
+            base = next((r for r in recs if r["strategy"] == "bon"), None)
+            lines += ["### The same N = 16 runs before prompts were batched together (first 5 problems)", "",
+                      "The llama.cpp engine first decoded the prompts of one call one after another (each",
+                      "prompt's samples together); a search round then decoded 4 children of one partial answer",
+                      "at a time. Batching every prompt of a call into one decode (collm/backends/llamacpp_engine.py)",
+                      "is what brought beam search and DVTS under 2x. Same problems, same settings, measured",
+                      "while other jobs shared the CPU:", "",
+                      "| strategy | wall-clock | CPU time | wall-clock vs best-of-N | CPU time vs best-of-N |",
+                      "|---|---|---|---|---|"]
+            for r in recs:
+                lines.append(f"| {r['strategy'] if r['strategy'] != 'bon' else 'majority (best-of-N)'} | "
+                             f"{r['seconds']:.0f} s | {r['cpu_seconds']:.0f} s | {r['seconds'] / base['seconds']:.2f}x | "
+                             f"{r['cpu_seconds'] / base['cpu_seconds']:.2f}x |")
             lines += [""]
         plot_live(live)
         lines += ["![live strategies](../../docs/strategies_live.png)", ""]
