@@ -140,11 +140,7 @@ def cmd_replay(args):
     pol.save(RESULTS / "strategy_policy_gsm8k_qwen05b.json")
     res["policy_cv"] = pol.cv
     res["predicted"] = fit_predicted_policy(bank, acc, ks, folds, args.seed)
-    res["policy_cv_overall"] = {}  # held-out accuracy of the per-bin choice, over all problems
-    for k in ks:
-        cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6)]
-        tot = sum(c["problems"] for c in cells)
-        res["policy_cv_overall"][str(k)] = sum(c["held_out_accuracy"] * c["problems"] for c in cells) / tot
+    res["policy_cv_overall"] = {str(k): pol.held_out_accuracy(k) for k in ks}  # over all problems
     (RESULTS / "strategies_replay.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res["overall"], indent=1))
 
@@ -182,11 +178,8 @@ def fit_predicted_policy(bank, acc, ks, folds, seed):
     level = difficulty_levels(bank, 5)
     out = {"spearman_heldout": float(spearmanr(diff, -p1).statistic),
            "same_bin": float((pred == level).mean()), "within_one_bin": float((abs(pred - level) <= 1).mean()),
-           "estimator_flops": float(est.mean()), "cv": pol.cv, "overall": {}}
-    for k in ks:
-        cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6) if f"{b}/{k}" in pol.cv]
-        tot = sum(c["problems"] for c in cells)
-        out["overall"][str(k)] = sum(c["held_out_accuracy"] * c["problems"] for c in cells) / tot
+           "estimator_flops": float(est.mean()), "cv": pol.cv,
+           "overall": {str(k): pol.held_out_accuracy(k) for k in ks}}
     out["choices"] = {str(b): {str(k): pol.table[b][k]["strategy"] for k in ks} for b in sorted(pol.table)}
     return out
 

@@ -33,6 +33,7 @@ class Collm:
         self.task = get_task(task)
         self.policy_path = policy
         self._policy = None
+        self._strategy_policy = None
         self.max_tokens, self.temperature, self.top_p, self.seed = max_tokens, temperature, top_p, seed
 
     @property
@@ -47,7 +48,7 @@ class Collm:
     def strategy_policy(self):
         """The per-bin strategy policy: the file given as policy= if it is one,
         else the one shipped for this model."""
-        if getattr(self, "_strategy_policy", None) is None:
+        if self._strategy_policy is None:
             from collm.allocation.live import backend_model, default_policy_path
             from collm.strategies.select import KEY, is_strategy_policy, load_strategy_policy
 

@@ -214,10 +214,7 @@ def cmd_bins():
                  "correct": float(acc[m][i, j])}
                 for m in ("majority", "weighted", "best") for i in range(P) for j, k in enumerate(ks)]
         pol = fit_strategy_policy(recs, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
-        out = []
-        for k in ks:
-            cells = [pol.cv[f"{b}/{k}"] for b in range(1, 6)]
-            out.append(sum(c["held_out_accuracy"] * c["problems"] for c in cells) / sum(c["problems"] for c in cells))
+        out = [pol.held_out_accuracy(k) for k in ks]
         print(f"| per-bin choice, probe bins, split {split} | " + " | ".join(f"{x:.3f}" for x in out) + " |")
 
 

@@ -170,12 +170,7 @@ class LlamaCppEngine(Backend):
 
     def _prefill(self, ids: list[int]) -> np.ndarray:
         """Bring sequence 0 to exactly `ids`, reusing the cached common prefix; the last logits."""
-        have = np.asarray(self._cached, dtype=np.int64)
-        want = np.asarray(ids, dtype=np.int64)
-        m = min(len(have), len(want))
-        diff = np.flatnonzero(have[:m] != want[:m])
-        same = int(diff[0]) if len(diff) else m
-        same = min(same, len(ids) - 1)  # decode at least one token, for its logits
+        same = min(_common_prefix(self._cached, ids), len(ids) - 1)  # decode at least one token, for its logits
         self._seq_rm(0, same)
         self._cached = list(ids[:same])
         for i in range(same, len(ids), self.n_batch):
@@ -226,9 +221,7 @@ class LlamaCppEngine(Backend):
         longest common prefix with a donor sequence that holds its prompt; the last logits."""
         same, src = 0, None
         for dseq, dids in donors:
-            m = min(len(dids), len(ids))
-            diff = np.flatnonzero(np.asarray(dids[:m]) != np.asarray(ids[:m]))
-            c = int(diff[0]) if len(diff) else m
+            c = _common_prefix(dids, ids)
             if c > same:
                 same, src = c, dseq
         same = min(same, len(ids) - 1)  # decode at least one token, for its logits
@@ -322,6 +315,13 @@ class LlamaCppEngine(Backend):
             self._ctx.close()
             self.llm.close()
             self.llm = None
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens a and b share."""
+    m = min(len(a), len(b))
+    diff = np.flatnonzero(np.asarray(a[:m], dtype=np.int64) != np.asarray(b[:m], dtype=np.int64))
+    return int(diff[0]) if len(diff) else m
 
 
 def _log_softmax(x: np.ndarray) -> np.ndarray:

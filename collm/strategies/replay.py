@@ -14,6 +14,8 @@ run live.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from collm.bank import draws
@@ -125,13 +127,13 @@ def strategy_policy_report(bank, path, seeds=range(20), params: int | None = Non
     curve = uniform_curve(bank, ks, seeds, view.params)
     rows = []
     for j, k in enumerate(ks):
-        chosen = np.array([acc[replay_method(pol.entry(int(b), k))][i, j] for i, b in enumerate(level)])
+        entries = [pol.entry(int(b), k) for b in level]
+        chosen = np.array([acc[replay_method(e)][i, j] for i, e in enumerate(entries)])
         f = curve[k]["flops"] + float(est.mean())
         rows.append({"budget": k, "accuracy": float(chosen.mean()), "majority": float(acc["majority"][:, j].mean()),
                      "weighted": float(acc["weighted"][:, j].mean()), "flops": f,
                      "estimator_share": float(est.mean()) / f if f else 0.0,
-                     "choices": {m: int(sum(1 for b in level if pol.entry(int(b), k)["strategy"] == m))
-                                 for m in sorted({pol.entry(int(b), k)["strategy"] for b in level})}})
+                     "choices": dict(sorted(Counter(e["strategy"] for e in entries).items()))})
     p1 = pass1(bank)
     corr = None
     if pol.bins_model is not None and len(bank) > 2:

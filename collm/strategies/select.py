@@ -96,6 +96,12 @@ class StrategyPolicy:
         fit = [n for n in budgets if n <= budget]
         return self.table[b][fit[-1] if fit else budgets[0]]
 
+    def held_out_accuracy(self, budget: int) -> float | None:
+        """The cross-validated accuracy of the per-bin choice at this budget, over all bins' problems."""
+        cells = [v for key, v in self.cv.items() if key.endswith(f"/{budget}") and v["held_out_accuracy"] is not None]
+        total = sum(c["problems"] for c in cells)
+        return sum(c["held_out_accuracy"] * c["problems"] for c in cells) / total if total else None
+
     def to_dict(self) -> dict:
         d = {KEY: 1, "model": self.model,
              "table": {str(b): {str(n): v for n, v in row.items()} for b, row in self.table.items()},
