@@ -76,6 +76,10 @@ class BankView:
 def replay(policy, view: BankView, seed: int, budget: Budget | None = None) -> dict:
     """Run `policy` on the bank with draw-order seed `seed`: per-prompt
     correct, flops (estimators included), estimator flops and generations."""
+    sc = getattr(policy, "scorer", None)
+    if getattr(sc, "needs_text", False) and "slips" not in view.A:
+        raise CollmError("this policy's answer scorer reads the samples' texts (the arithmetic check), and this "
+                         "bank has none; replay it on a bank built with `collm bank build --keep-text`")
     s = view.sampler(seed, budget)
     policy.run(s)
     correct = np.array([s.correct(j, policy.answer(s.draws[j])) for j in range(s.P)])

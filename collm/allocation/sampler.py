@@ -32,6 +32,7 @@ class Draw(NamedTuple):
     cut: bool  # stopped at max_tokens: its answer never votes
     greedy: bool
     value: float | None = None  # the answer as a number, when it is one
+    slips: int | None = None  # arithmetic slips in its text (verifiers.arithmetic); None: text unknown
 
 
 class Sampler:
@@ -161,16 +162,20 @@ class BankSampler(Sampler):
                 n = int(A["greedy_n"][j])
                 a = int(A["greedy_ans"][j])
                 lp = float(A["greedy_lp"][j]) if "greedy_lp" in A else 0.0
-                out.append([Draw(a if a >= 0 else None, n, lp, n >= self.max_tokens, True, self._value(j, a))])
+                gs = int(A["greedy_slips"][j]) if "greedy_slips" in A else -1
+                out.append([Draw(a if a >= 0 else None, n, lp, n >= self.max_tokens, True, self._value(j, a),
+                                 gs if gs >= 0 else None)])
                 continue
             s = int(self.served[j])
             if s + k > self.K:
                 raise CollmError(f"asked for {s + k} samples of a problem; the bank holds {self.K}")
             cols = self.order[j, s:s + k]
             self.served[j] = s + k
+            sl = A.get("slips")
             out.append([Draw(int(A["ans"][j, c]) if A["ans"][j, c] >= 0 else None, int(A["ntok"][j, c]),
                              float(A["lp"][j, c]), int(A["ntok"][j, c]) >= self.max_tokens, False,
-                             self._value(j, int(A["ans"][j, c]))) for c in cols])
+                             self._value(j, int(A["ans"][j, c])),
+                             int(sl[j, c]) if sl is not None and sl[j, c] >= 0 else None) for c in cols])
         return out
 
     def _value(self, j: int, code: int) -> float | None:
@@ -217,6 +222,7 @@ class LiveSampler(Sampler):
     def _generate(self, idx, ks, greedy):
         from collm.strategies.base import extract_all
         from collm.types import Usage
+        from collm.verifiers.arithmetic import check_arithmetic
 
         out: dict[int, list[Draw]] = {}
         groups: dict[int, list[int]] = defaultdict(list)
@@ -231,8 +237,8 @@ class LiveSampler(Sampler):
                 self.completions[j].extend(g.completions)
                 self.usage[j] = (self.usage[j] or Usage()) + g.usage
                 self._actual[j] = float(g.usage.flops)
-                out[j] = [Draw(a, c.tokens, c.logprob, not c.finished, greedy, as_number(a))
-                          for a, c in zip(answers, g.completions)]
+                out[j] = [Draw(a, c.tokens, c.logprob, not c.finished, greedy, as_number(a),
+                               check_arithmetic(c.text).wrong) for a, c in zip(answers, g.completions)]
         return [out[int(j)] for j in idx]
 
     def _score(self):

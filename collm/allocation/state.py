@@ -20,6 +20,12 @@ The features (all cheap, all available in a bank replay and live):
     implausible      share of draws whose answer has the wrong form
     score1, score2   the group scorer's belief in the best and second answer
 and a few products of these.
+
+Group features (one row per answer, for the group scorer) add, where the
+draws' texts are known (live, or a bank built with --keep-text), what the
+arithmetic check (collm.verifiers.arithmetic) found: the share of the
+prompt's draws that give this answer with no arithmetic slip, and the share
+of the answer's own draws with one (TEXT_FEATURES; 0 when no text is known).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ FEATURES = ("bias", "share1", "share2", "distinct", "greedy_lead", "novote", "ce
             "share1^2", "share1*greedy_lead", "share2^2", "share1*distinct", "implausible", "score1", "score2")
 GROUP_FEATURES = ("bias", "share", "share^2", "mean_lpt", "max_lpt", "greedy", "length", "plausible", "is_leader", "1/m",
                   "rel_lpt_sum", "lead", "log_votes", "rel_lpt", "log_value", "rel_z_sum", "rel_z", "zero", "huge")
+TEXT_FEATURES = ("clean_share", "slip_frac")
+ALL_GROUP_FEATURES = GROUP_FEATURES + TEXT_FEATURES
 
 
 def plausible(d, form: str | None) -> bool:
@@ -65,7 +73,7 @@ def leader(draws, vote_cut: bool = False, form: str | None = None):
 
 
 def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:
-    """Each voting answer and its GROUP_FEATURES row.
+    """Each voting answer and its ALL_GROUP_FEATURES row.
 
     Besides the vote (share, lead over the next answer, log count) and the
     model's certainty (mean and best log-prob per token of the answer's draws),
@@ -82,25 +90,28 @@ def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:
         if d.key is None or d.cut:
             continue
         e = g.get(d.key)
-        if e is None:  # votes, sum lpt, max lpt, tokens, greedy, form, value
-            e = g[d.key] = [0, 0.0, -1e9, 0, False, plausible(d, form), d.value]
+        if e is None:  # votes, sum lpt, max lpt, tokens, greedy, form, value, clean draws, draws with a slip
+            e = g[d.key] = [0, 0.0, -1e9, 0, False, plausible(d, form), d.value, 0, 0]
         lpt = d.lp / max(d.tokens, 1)
         e[0] += 1
         e[1] += lpt
         e[2] = max(e[2], lpt)
         e[3] += d.tokens
         e[4] = e[4] or d.greedy
+        if d.slips is not None:
+            e[7 if d.slips == 0 else 8] += 1
     if not g:
-        return [], np.zeros((0, len(GROUP_FEATURES)))
+        return [], np.zeros((0, len(ALL_GROUP_FEATURES)))
     cs = sorted((e[0] for e in g.values()), reverse=True) + [0]
     top = cs[0]
     rows = []
-    for c, s, mx, t, gr, ok, v in g.values():
+    for c, s, mx, t, gr, ok, v, clean, slipped in g.values():
         rel = s - c * mu  # summed certainty relative to the prompt's mean
         nxt = cs[1] if c == top else top
         rows.append([1.0, c / m, (c / m) ** 2, s / c, mx, float(gr), t / c / 400.0, float(ok), float(c == top), 1.0 / m,
                      rel, (c - nxt) / m, math.log(c), s / c - mu, math.log1p(abs(v)) if v is not None else 0.0,
-                     rel / sd, rel / sd / c, float(v == 0), float(v is not None and abs(v) > 1e4)])
+                     rel / sd, rel / sd / c, float(v == 0), float(v is not None and abs(v) > 1e4),
+                     clean / m, slipped / c])
     return list(g), np.array(rows)
 
 

@@ -31,14 +31,15 @@ from collm.strategies.base import extract_all
 # header fields that must match for a resume to continue a file
 SAME = (("model", "name"), ("model", "sha256"), ("model", "params"), ("dataset",), ("split",),
         ("sampling", "k"), ("sampling", "temperature"), ("sampling", "top_p"), ("sampling", "max_tokens"),
-        ("sampling", "seed"), ("prompt", "system"), ("extractor",))
+        ("sampling", "seed"), ("prompt", "system"), ("extractor",), ("texts",))
 
 
 def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: int, temperature: float,
-                top_p: float, max_tokens: int, seed: int, system: str | None = DEFAULT_SYSTEM) -> dict:
+                top_p: float, max_tokens: int, seed: int, system: str | None = DEFAULT_SYSTEM,
+                keep_text: bool = False) -> dict:
     template = getattr(backend, "template", None) or getattr(backend, "chat_template", None)
     source = getattr(template, "source", template if isinstance(template, str) else None)
-    return {
+    header = {
         HEADER_KEY: FORMAT_VERSION,
         "model": {"name": model, "sha256": getattr(getattr(backend, "resolved", None), "sha256", None) or backend.model_id or None,
                   "model_id": backend.model_id or None, "params": int(backend.params), "engine": backend.name},
@@ -50,6 +51,9 @@ def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: 
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "collm_version": __version__,
     }
+    if keep_text:  # every sample line then carries its text as "t"
+        header["texts"] = True
+    return header
 
 
 def _get(d: dict, path: tuple):
@@ -102,12 +106,14 @@ def resume(f, path: Path, header: dict) -> set[int]:
     return done
 
 
-def _problem_line(prob, score, gen, greedy, task) -> dict:
+def _problem_line(prob, score, gen, greedy, task, keep_text: bool = False) -> dict:
     def sample(c):
         ok = task.grade(c.answer, prob.gold)
         d = {"a": c.answer, "ok": bool(ok), "n": int(c.tokens), "lp": round(float(c.logprob), 3)}
         if c.finish_reason != "stop":
             d["f"] = c.finish_reason
+        if keep_text:
+            d["t"] = c.text
         return d
 
     extract_all(gen.completions, task)
@@ -161,7 +167,8 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                 timing = {"samples_s": round((t1 - t0) / len(batch), 3), "greedy_s": round((t2 - t1) / len(batch), 3),
                           "batch": len(batch)}
                 for p, s, g, gg in zip(batch, scores, gens, greedy):
-                    _write_line(f, {**_problem_line(p, s, g, gg, task), "timing": timing})
+                    line = _problem_line(p, s, g, gg, task, keep_text=bool(header.get("texts")))
+                    _write_line(f, {**line, "timing": timing})
                     written += 1
                     bar.update(1)
         finally:

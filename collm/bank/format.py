@@ -9,7 +9,8 @@ Line fields (a superset of ../shared/banks):
                    distribution at the position that predicts it
     q_nll          per question token: its negative log-likelihood (nats)
     greedy         {a, ok, n, lp}: answer (or null), correct, tokens, summed log-prob
-    samples        K objects {a, ok, n, lp} (optionally f: finish reason)
+    samples        K objects {a, ok, n, lp} (optionally f: finish reason,
+                   t: the generated text, in banks built with --keep-text)
 
 Header: the first line may be {"collm_bank": 1, "model": {...}, "dataset": ...,
 ...}; or it sits beside the bank as FILE.meta.json (the sidecar wins). A bank
@@ -59,6 +60,7 @@ class BankSample:
     n: int  # generated tokens
     lp: float  # summed log-prob
     f: str | None = None  # finish reason, when recorded
+    t: str | None = None  # generated text, when kept (bank build --keep-text)
 
 
 @dataclass
@@ -109,7 +111,8 @@ class Bank:
     def arrays(self, k: int | None = None) -> dict:
         """ok[P,K] bool, ans[P,K] int codes (-1 = no answer), ntok[P,K],
         lp[P,K], greedy_ok[P], greedy_ans[P] (codes shared with ans), greedy_n[P],
-        prompt_tokens[P]."""
+        prompt_tokens[P]; and, in a bank with texts, slips[P,K] and greedy_slips[P]:
+        the arithmetic slips in each text (collm.verifiers.arithmetic; -1: no text)."""
         k = k or self.k
         P = len(self.problems)
         ok = np.zeros((P, k), bool)
@@ -119,21 +122,33 @@ class Bank:
         g_ok = np.zeros(P, bool)
         g_ans = np.full(P, -1, np.int64)
         g_n = np.zeros(P, np.int64)
+        texts = any(s.t is not None for p in self.problems for s in p.samples[:k])
+        slips = np.full((P, k), -1, np.int64)
+        g_slips = np.full(P, -1, np.int64)
+        if texts:
+            from collm.verifiers.arithmetic import slips as count_slips
         for r, p in enumerate(self.problems):
             codes: dict = {}
             for c, s in enumerate(p.samples[:k]):
                 ok[r, c], ntok[r, c], lp[r, c] = s.ok, s.n, s.lp
                 if s.a is not None:
                     ans[r, c] = codes.setdefault(_key(s.a), len(codes))
+                if texts and s.t is not None:
+                    slips[r, c] = count_slips(s.t)
+            if texts and p.greedy.t is not None:
+                g_slips[r] = count_slips(p.greedy.t)
             g_ok[r], g_n[r] = p.greedy.ok, p.greedy.n
             if p.greedy.a is not None:
                 g_ans[r] = codes.setdefault(_key(p.greedy.a), len(codes))
-        return {
+        out = {
             "ok": ok, "ans": ans, "ntok": ntok, "lp": lp,
             "greedy_ok": g_ok, "greedy_ans": g_ans, "greedy_n": g_n,
             "prompt_tokens": np.array([p.prompt_tokens for p in self.problems]),
             "q_tokens": np.array([p.q_tokens for p in self.problems]),
         }
+        if texts:
+            out["slips"], out["greedy_slips"] = slips, g_slips
+        return out
 
 
 def _key(a) -> str:
@@ -144,7 +159,10 @@ def _key(a) -> str:
 
 def _sample(d: dict, path, line) -> BankSample:
     try:
-        return BankSample(d.get("a"), bool(d["ok"]), int(d["n"]), float(d["lp"]), d.get("f"))
+        t = d.get("t")
+        if t is not None and not isinstance(t, str):
+            raise TypeError("'t' (text) must be a string")
+        return BankSample(d.get("a"), bool(d["ok"]), int(d["n"]), float(d["lp"]), d.get("f"), t)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise CollmError(f"{path}:{line}: malformed sample ({type(e).__name__}: {e})") from None
 
@@ -174,6 +192,8 @@ def problem_to_dict(p: BankProblem) -> dict:
         d = {"a": x.a, "ok": x.ok, "n": x.n, "lp": x.lp}
         if x.f is not None:
             d["f"] = x.f
+        if x.t is not None:
+            d["t"] = x.t
         return d
 
     return {"i": p.i, "gold": p.gold, "prompt_tokens": p.prompt_tokens, "q_tokens": p.q_tokens,

@@ -24,6 +24,8 @@ def add_parser(sub):
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--batch-size", type=int, default=4, help="problems per engine call")
     b.add_argument("--out", required=True, help="bank file (JSONL); an existing one is resumed")
+    b.add_argument("--keep-text", action="store_true",
+                   help="store every sample's text in the bank (field t), for verifiers that read it")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
     i = bsub.add_parser("info", help="print a bank's header, problems and K")
     i.add_argument("file")
@@ -68,7 +70,8 @@ def run(args) -> int:
         raise CollmError("no model engine is available to build a bank") from None
     backend = load_backend(args.model) if args.engine is None else load_backend(args.model, args.engine)
     header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
-                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed)
+                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed,
+                         keep_text=args.keep_text)
     try:
         res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet)
     except KeyboardInterrupt:

@@ -2,22 +2,25 @@
 
     v = get_verifier("self-certainty")                      # free: the model's own log-probs
     v = get_verifier("probe:probe.json")                    # a fitted correctness probe
+    v = get_verifier("arithmetic")                          # recompute the equations a solution writes
     v = get_verifier("http://127.0.0.1:8000/pooling", model="Qwen/Qwen2.5-Math-PRM-7B")
     v(prompts, completions) -> one score per completion (higher is better)
 
 Built in: self-certainty (collm.verifiers.certainty), the correctness probe
-(collm.verifiers.probe), a remote reward model over HTTP (collm.verifiers.remote).
+(collm.verifiers.probe), the arithmetic check (collm.verifiers.arithmetic),
+a remote reward model over HTTP (collm.verifiers.remote).
 """
 
 from __future__ import annotations
 
 from collm.errors import CollmError
+from collm.verifiers.arithmetic import ArithmeticCheck
 from collm.verifiers.base import AGGREGATIONS, MODES, Verifier, aggregate, split_steps
 from collm.verifiers.certainty import SelfCertainty
 from collm.verifiers.probe import Probe
 from collm.verifiers.remote import RemoteRM
 
-VERIFIERS = ["self-certainty", "probe:PATH", "http(s)://URL"]
+VERIFIERS = ["self-certainty", "arithmetic", "probe:PATH", "http(s)://URL"]
 
 
 def get_verifier(spec: "str | Verifier | None", mode: str | None = None, aggregation: str | None = None,
@@ -34,6 +37,8 @@ def get_verifier(spec: "str | Verifier | None", mode: str | None = None, aggrega
     spec = (spec or "self-certainty").strip()
     if spec in ("self-certainty", "certainty"):
         return SelfCertainty(mode, aggregation)
+    if spec == "arithmetic":
+        return ArithmeticCheck(mode, aggregation)
     if spec.startswith("probe:"):
         return Probe.load(spec[len("probe:"):], mode, aggregation)
     if spec == "probe":
@@ -46,5 +51,5 @@ def get_verifier(spec: "str | Verifier | None", mode: str | None = None, aggrega
     raise CollmError(f"unknown verifier {spec!r}; known: {', '.join(VERIFIERS)}")
 
 
-__all__ = ["AGGREGATIONS", "MODES", "VERIFIERS", "Probe", "RemoteRM", "SelfCertainty", "Verifier", "aggregate",
+__all__ = ["AGGREGATIONS", "MODES", "VERIFIERS", "ArithmeticCheck", "Probe", "RemoteRM", "SelfCertainty", "Verifier", "aggregate",
            "get_verifier", "split_steps"]

@@ -1,0 +1,107 @@
+"""The arithmetic check: it finds slips in written equations, skips what it
+cannot read, and feeds the group scorer when a bank carries texts."""
+
+import json
+
+import numpy as np
+import pytest
+
+from collm.allocation import BankView, get_policy, replay
+from collm.allocation.aggregate import GroupScorer
+from collm.allocation.state import TEXT_FEATURES
+from collm.bank.format import Bank, BankProblem, BankSample, parse_problem, problem_to_dict
+from collm.errors import CollmError
+from collm.prompts import Prompt
+from collm.types import Completion
+from collm.verifiers import get_verifier
+from collm.verifiers.arithmetic import check_arithmetic, evaluate
+
+
+@pytest.mark.parametrize("text, wrong", [
+    (r"\[ \text{Running boards} = \$500 - \$2,500 = \$250 \]", 1),  # from a real Qwen sample
+    (r"\$7,500 + \$2,500 + \$250 + \$1500 = \$16,000", 1),
+    (r"\( \frac{1}{3} \times 7,500 = 2,500 \)", 0),
+    ("3 + 4 = 7 and 7 * 2 = 15", 1),
+    ("- 7500 + 2500 = 10000", 0),  # a list bullet, not a minus
+    ("50 * 20% = 10", 0),
+    ("10 / 3 = 3.33", 0),  # rounding is fine
+    (r"5^2 = 25, 12 \div 4 = 3, 6 \cdot 7 = 42", 0),
+    ("(20 + 30) * 2 = 100 = 50 + 50", 0),
+    ("(20 + 30) * 2 = 100 = 50 + 40", 1),
+])
+def test_slips_are_found_and_right_equations_pass(text, wrong):
+    r = check_arithmetic(text)
+    assert r.checked >= 1
+    assert r.wrong == wrong, r.errors
+
+
+@pytest.mark.parametrize("text", [
+    "x = 5", "2(3+4) = 15", "3x + 2 = 12", "20% of 50 = 11", "```python\nx = 3 + 4 = 9\n```", "1. 3 + 4 = 8",
+    "total = 12", r"10 / 3 \approx 3",
+])
+def test_what_it_cannot_read_is_skipped_not_failed(text):
+    assert check_arithmetic(text).wrong == 0
+
+
+def test_evaluate_takes_arithmetic_only():
+    assert evaluate("(1 + 2) * 3 / 4 - -1") == pytest.approx(3.25)
+    for bad in ("__import__('os')", "x + 1", "abs(-1)", "10 ** 10 ** 10", "1 / 0", "[1]", "'a' * 3"):
+        assert evaluate(bad) is None
+
+
+def test_verifier_scores_halve_per_slip_outcome_and_process():
+    comps = [Completion("2 + 2 = 4\n\nso 4 * 3 = 12", 9, -1.0), Completion("2 + 2 = 5\n\nso 5 * 3 = 16", 9, -1.0),
+             Completion("no equations at all", 4, -1.0)]
+    prompts = [Prompt("q")] * 3
+    assert get_verifier("arithmetic")(prompts, comps) == [1.0, 0.25, 1.0]
+    steps = get_verifier("arithmetic", mode="process", aggregation="min")
+    assert steps(prompts, comps) == [1.0, 0.5, 1.0]
+
+
+def text_bank(P=40, K=8, seed=0, texts=True) -> Bank:
+    """Each problem: gold 7; the right draws show clean arithmetic, the wrong
+    ones a slip; wrong answers hold the majority in about half the problems,
+    so only the texts tell them apart."""
+    rng = np.random.default_rng(seed)
+    probs = []
+    for i in range(P):
+        n_right = int(rng.integers(1, K // 2 + 1))
+        def s(right):  # noqa: E306
+            t = "3 + 4 = 7 so \\boxed{7}" if right else "3 + 4 = 9 so \\boxed{9}"
+            return BankSample(7.0 if right else 9.0, right, 20, -5.0, None, t if texts else None)
+        samples = [s(c < n_right) for c in range(K)]
+        rng.shuffle(samples)
+        probs.append(BankProblem(i, 7.0, 30, 20, [1.0] * 20, [1.0] * 20, s(False), samples))
+    return Bank("<text bank>", probs, {"model": {"name": "toy", "params": 1000}, "sampling": {"max_tokens": 50}})
+
+
+def test_bank_texts_round_trip_and_give_slips():
+    b = text_bank(P=3)
+    p = b.problems[0]
+    back = parse_problem(json.loads(json.dumps(problem_to_dict(p))))
+    assert [s.t for s in back.samples] == [s.t for s in p.samples]
+    A = b.arrays()
+    assert set(np.unique(A["slips"])) == {0, 1} and A["greedy_slips"].tolist() == [1, 1, 1]
+    assert "slips" not in text_bank(P=3, texts=False).arrays()
+
+
+def test_scorer_learns_from_the_arithmetic_check_and_beats_the_vote():
+    view = BankView(text_bank())
+    s = view.sampler(0)
+    s.request(np.arange(s.P), 1, greedy=True)
+    s.request(np.arange(s.P), view.K)
+    sc = GroupScorer().fit([s], [2, 5, 9], None)
+    assert set(TEXT_FEATURES) <= set(sc.features) and sc.needs_text
+    assert GroupScorer.from_dict(json.loads(json.dumps(sc.to_dict()))).features == sc.features
+    picked = [s.correct(j, sc.answer(s.draws[j], None)) for j in range(s.P)]
+    assert np.mean(picked) == 1.0  # every problem has a clean right draw
+    plain = GroupScorer().fit([BankView(text_bank(texts=False)).sampler(0)], [2], None)
+    assert not plain.needs_text
+
+
+def test_a_text_policy_is_refused_on_a_bank_without_texts():
+    pol = get_policy("marginal", grid=[1, 2, 3, 5, 9], fit_seeds=1).fit(BankView(text_bank()), samples=4)
+    assert pol.scorer.needs_text
+    replay(pol, BankView(text_bank(seed=1)), seed=0)  # fine with texts
+    with pytest.raises(CollmError, match="keep-text"):
+        replay(pol, BankView(text_bank(seed=1, texts=False)), seed=0)
