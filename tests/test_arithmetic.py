@@ -105,3 +105,51 @@ def test_a_text_policy_is_refused_on_a_bank_without_texts():
     replay(pol, BankView(text_bank(seed=1)), seed=0)  # fine with texts
     with pytest.raises(CollmError, match="keep-text"):
         replay(pol, BankView(text_bank(seed=1, texts=False)), seed=0)
+
+
+# ---- program answers: the sample's own Python, run in a contained subprocess ----
+
+from collm.answers.program import last_number, program_answer, python_blocks, run_program  # noqa: E402
+
+FAKE_OUTPUT = "Let's compute.\n```python\nweekly = 20000 * 0.05\nprint(weekly * 4 * 12)\n```\n```output\n192000\n```\nSo \\boxed{192000}."
+
+
+def test_program_answer_runs_the_code_not_the_invented_output():
+    assert python_blocks(FAKE_OUTPUT) == ["weekly = 20000 * 0.05\nprint(weekly * 4 * 12)\n"]
+    assert program_answer(FAKE_OUTPUT) == "48000"
+    two = "```python\nx = 3\n```\nthen\n```python\nprint(x * 2.5)\n```"
+    assert program_answer(two) == "7.5"  # blocks run together, in order
+
+
+@pytest.mark.parametrize("text", ["no code here, \\boxed{3}", "```python\nprint('done')\n```",
+                                  "```python\nraise SystemExit(1)\n```", "```python\nprint(1/0)\n```",
+                                  "```python\nwhile True:\n    pass\n```", "```python\nx = [0] * 10**10\n```"])
+def test_program_answer_is_none_when_there_is_nothing_to_read(text):
+    assert program_answer(text) is None
+
+
+def test_programs_are_contained():
+    assert run_program("while True:\n    pass").ok is False  # CPU limit
+    r = run_program("import os\nprint(os.getcwd(), os.listdir('.'), sorted(os.environ))")
+    # an empty temporary directory, and no environment but the locale Python sets itself
+    assert r.ok and "collm-run-" in r.stdout and "[] [" in r.stdout and "HOME" not in r.stdout and "PATH" not in r.stdout
+    big = run_program("open('f', 'w').write('x' * (8 << 20))")
+    assert not big.ok  # file size limit
+
+
+def test_last_number_is_canonical():
+    assert last_number("total: 1,234.0 dollars") == "1234"
+    assert last_number("x = -2.50") == "-2.5"
+    assert last_number("nothing") is None
+
+
+def test_a_bank_is_answered_again_from_its_texts():
+    from collm.answers import get_task
+
+    b = text_bank(P=2, K=2)
+    b.problems[0].samples[0] = BankSample(9.0, False, 20, -5.0, None, FAKE_OUTPUT.replace("20000 * 0.05", "7 / 48"))
+    again = b.reextract(get_task("gsm8k+program"))
+    assert again.problems[0].samples[0].a == "7" and again.problems[0].samples[0].ok
+    assert again.problems[1].samples == [s for s in again.problems[1].samples if s.a in ("7", "9")]
+    with pytest.raises(CollmError, match="keep-text"):
+        text_bank(P=2, texts=False).reextract(get_task("gsm8k+program"))

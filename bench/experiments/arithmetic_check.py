@@ -43,6 +43,8 @@ from collm.allocation.evaluate import cross_validate, policy_report, uniform_poi
 from collm.allocation.live import default_policy_path  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.bank.format import Bank  # noqa: E402
+from collm.answers import get_task  # noqa: E402
+from collm.answers.program import program_answer, python_blocks  # noqa: E402
 from collm.verifiers.arithmetic import check_arithmetic  # noqa: E402
 
 BUDGETS = (2, 3, 4, 6, 8, 10, 12)
@@ -52,6 +54,38 @@ def without_texts(bank: Bank) -> Bank:
     strip = lambda s: dataclasses.replace(s, t=None)  # noqa: E731
     return Bank(bank.path, [dataclasses.replace(p, greedy=strip(p.greedy), samples=[strip(s) for s in p.samples])
                             for p in bank.problems], bank.header)
+
+
+def with_program_answers(bank: Bank) -> Bank:
+    """The same bank with each finished sample's answer replaced by what its
+    Python code prints, where it has code that runs and prints a number."""
+    return bank.reextract(get_task("gsm8k+program"))
+
+
+def code_table(bank: Bank, prog: Bank) -> list[str]:
+    rows: dict = {}
+    n = 0
+    for p, q in zip(bank.problems, prog.problems):
+        for s, t in zip(p.samples, q.samples):
+            if s.t is None or s.f == "length":
+                continue
+            n += 1
+            if not python_blocks(s.t):
+                continue
+            ran = program_answer(s.t) is not None
+            same = ran and s.a is not None and get_task("gsm8k").grade(s.a, t.a)
+            key = ("no number printed (fails, or prints none)" if not ran else
+                   "prints the text's answer" if same else "prints another number")
+            r = rows.setdefault(key, [0, 0, 0])
+            r[0] += 1
+            r[1] += bool(s.ok)
+            r[2] += bool(t.ok)
+    c = sum(r[0] for r in rows.values())
+    out = [f"{c} of {n} finished samples ({c / max(n, 1):.1%}) hold a Python block.", "",
+           "| Python in the sample | samples | text's answer right | printed answer right |", "|---|---:|---:|---:|"]
+    for k, (m, a, b) in sorted(rows.items()):
+        out.append(f"| {k} | {m} | {a / m:.1%} | {b / m:.1%} |")
+    return out
 
 
 def sample_table(bank: Bank) -> list[str]:
@@ -85,16 +119,19 @@ def main():
     t0 = time.time()
     bank = load_bank(args.bank)
     plain = without_texts(bank)
-    view, view_plain = BankView(bank), BankView(plain)
+    prog = with_program_answers(bank)
+    view, view_plain, view_prog = BankView(bank), BankView(plain), BankView(prog)
     seeds, splits = list(range(args.seeds)), range(args.splits)
     K = view.K
     ns = [n for n in (1, 2, 4, 8, 16) if n <= K]
     res: dict = {"problems": len(bank), "k": K}
 
     res["uniform"] = uniform_points(view, range(20))
+    res["uniform_prog"] = uniform_points(view_prog, range(20))
     res["scorer_text"] = learned_uniform(view, seeds, splits, ns)
     res["scorer_plain"] = learned_uniform(view_plain, seeds, splits, ns)
-    for name, v in (("marginal_text", view), ("marginal_plain", view_plain)):
+    res["scorer_prog"] = learned_uniform(view_prog, seeds, splits, ns)
+    for name, v in (("marginal_text", view), ("marginal_plain", view_plain), ("marginal_prog", view_prog)):
         res[name] = [{**cross_validate(v, "marginal", samples=b, seeds=seeds, splits=splits), "budget": b}
                      for b in BUDGETS if b < K]
     shipped = default_policy_path(bank.model)
@@ -118,29 +155,37 @@ def main():
              f"Machine: 2-core CPU, no GPU; about a minute per problem to sample, {time.time() - t0:.0f} s for this "
              f"report. Date: {time.strftime('%Y-%m-%d')}.", "",
              "## 1. What a slip says about a sample", ""] + sample_table(bank)
+    lines += ["", "## 1b. Running the sample's own Python", ""] + code_table(bank, prog)
     lines += ["", "## 2. Choosing the answer (uniform allocation: greedy pass + n - 1 samples)", "",
               "Two-fold CV (scorers fitted on one half of the problems, scored on the other), "
               f"{args.splits} splits x {args.seeds} draw orders.", "",
-              "| generations | uniform majority | learned scorer | + arithmetic check |", "|---:|---:|---:|---:|"]
-    for a, b in zip(res["scorer_plain"], res["scorer_text"]):
+              "| generations | uniform majority | learned scorer | + arithmetic check | majority, program answers | "
+              "scorer + check, program answers |", "|---:|---:|---:|---:|---:|---:|"]
+    unip = {p["samples"]: p for p in res["uniform_prog"]}
+    for a, b, c in zip(res["scorer_plain"], res["scorer_text"], res["scorer_prog"]):
         n = a["samples"]
-        lines.append(f"| {n} | {uni[n]['accuracy']:.3f} | {a['accuracy']:.3f} | {b['accuracy']:.3f} |")
+        lines.append(f"| {n} | {uni[n]['accuracy']:.3f} | {a['accuracy']:.3f} | {b['accuracy']:.3f} | "
+                     f"{unip[n]['accuracy']:.3f} | {c['accuracy']:.3f} |")
     lines += ["", "(Uniform majority is the bank's majority-of-n over samples, no greedy pass, 20 draw orders.)", "",
               "## 3. The marginal policy, fitted on one half, with and without the check", "",
-              "| budget | accuracy | FLOPs/problem | accuracy, + check | FLOPs/problem, + check |",
-              "|---:|---:|---:|---:|---:|"]
-    for a, b in zip(res["marginal_plain"], res["marginal_text"]):
-        lines.append(f"| {a['budget']} | {a['accuracy']:.3f} | {a['flops']:.3g} | {b['accuracy']:.3f} | {b['flops']:.3g} |")
+              "| budget | accuracy | FLOPs/problem | accuracy, + check | FLOPs/problem, + check | "
+              "accuracy, + check + program answers | FLOPs/problem |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for a, b, c in zip(res["marginal_plain"], res["marginal_text"], res["marginal_prog"]):
+        lines.append(f"| {a['budget']} | {a['accuracy']:.3f} | {a['flops']:.3g} | {b['accuracy']:.3f} | {b['flops']:.3g} | "
+                     f"{c['accuracy']:.3f} | {c['flops']:.3g} |")
     top = uni[K]
     lines += ["", f"Compute to match uniform maj@{K} ({top['accuracy']:.3f} at {top['flops']:.3g} FLOPs/problem):", "",
               "| policy | FLOPs | ratio |", "|---|---:|---:|"]
     for label, pts in (("uniform allocation + learned scorer", res["scorer_plain"]),
                        ("uniform allocation + scorer with the check", res["scorer_text"]),
+                       ("uniform allocation + scorer with the check, program answers", res["scorer_prog"]),
                        ("marginal, learned scorer", res["marginal_plain"]),
-                       ("marginal, scorer with the check", res["marginal_text"])):
+                       ("marginal, scorer with the check", res["marginal_text"]),
+                       ("marginal, scorer with the check, program answers", res["marginal_prog"])):
         f = reach(pts, top["accuracy"])
-        lines.append(f"| {label} | {'not reached' if f is None else f'{f:.3g}'} | "
-                     f"{'-' if f is None else f'{top['flops'] / f:.2f}x'} |")
+        cells = "not reached | -" if f is None else f"{f:.3g} | {top['flops'] / f:.2f}x"
+        lines.append(f"| {label} | {cells} |")
     sh = res["shipped"]
     lines += ["", "## 4. The shipped policy on problems it never saw", "",
               f"`collm eval --bank {Path(args.bank).name} --policy {sh['path']}` (8 draw orders; the policy was "

@@ -23,8 +23,18 @@ def register_task(name: str, extract, grade, description: str = "") -> Task:
     return task
 
 
+PROGRAM_SUFFIX = "+program"
+
+
 def get_task(name: str) -> Task:
+    """A registered task; "NAME+program" is NAME answering with what the
+    solution's own Python prints where it has code (collm.answers.program)."""
+    if name.endswith(PROGRAM_SUFFIX) and name != PROGRAM_SUFFIX:
+        from collm.answers.program import program_task
+
+        return program_task(get_task(name[: -len(PROGRAM_SUFFIX)]))
     try:
         return TASKS[name]
     except KeyError:
-        raise CollmError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}") from None
+        known = ", ".join(sorted(TASKS))
+        raise CollmError(f"unknown task {name!r}; known: {known} (each also as NAME{PROGRAM_SUFFIX})") from None

@@ -107,6 +107,30 @@ class Bank:
     def subset(self, idx) -> "Bank":
         return Bank(self.path, [self.problems[j] for j in idx], self.header)
 
+    @property
+    def has_texts(self) -> bool:
+        return any(s.t is not None for p in self.problems for s in p.samples)
+
+    def reextract(self, task) -> "Bank":
+        """The same draws answered and graded again from their texts by `task`
+        (e.g. get_task("gsm8k+program")); cut samples keep no answer. Needs a
+        bank built with --keep-text."""
+        from dataclasses import replace
+
+        if not self.has_texts:
+            raise CollmError(f"{self.path} holds no sample texts to extract answers from; "
+                             "build it with `collm bank build --keep-text`")
+
+        def again(s: BankSample, gold) -> BankSample:
+            if s.t is None or s.f == "length":
+                return s
+            a = task.extract(s.t)
+            return replace(s, a=a, ok=bool(task.grade(a, gold)) if a is not None else False)
+
+        probs = [replace(p, greedy=again(p.greedy, p.gold), samples=[again(s, p.gold) for s in p.samples])
+                 for p in self.problems]
+        return Bank(self.path, probs, {**self.header, "extractor": f"{task.name} (re-extracted from the texts)"})
+
     # ---- dense arrays for fast replay ----
     def arrays(self, k: int | None = None) -> dict:
         """ok[P,K] bool, ans[P,K] int codes (-1 = no answer), ntok[P,K],

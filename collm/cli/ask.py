@@ -24,6 +24,9 @@ def add_parser(sub):
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="gsm8k", help="answer extractor/grader: gsm8k, number, math, choice")
+    p.add_argument("--execute-code", action="store_true",
+                   help="where a solution writes Python, run it (contained subprocess, 2 s CPU) and answer with "
+                        "the last number it prints (task NAME+program); off by default: the code runs on this machine")
     p.add_argument("--policy", default=None,
                    help="allocation policy JSON (default: the shipped policy for the model; 'none' for uniform), "
                         "or a strategy policy JSON (the strategy per predicted difficulty bin, at --n/--budget generations)")
@@ -59,7 +62,8 @@ def run(args) -> int:
 
         if is_strategy_policy(args.policy):  # a per-bin strategy policy: the budget is N generations
             strategy = "auto"
-    llm = Collm(args.model, args.engine, task=args.task, policy=args.policy, max_tokens=args.max_tokens,
+    task = args.task + ("+program" if args.execute_code and not args.task.endswith("+program") else "")
+    llm = Collm(args.model, args.engine, task=task, policy=args.policy, max_tokens=args.max_tokens,
                 temperature=0.8 if args.temperature is None else args.temperature, top_p=args.top_p, seed=args.seed)
     if strategy == "auto" and args.n is None:
         args.n = int(args.budget) if args.budget is not None else 8
