@@ -153,3 +153,19 @@ def test_a_bank_is_answered_again_from_its_texts():
     assert again.problems[1].samples == [s for s in again.problems[1].samples if s.a in ("7", "9")]
     with pytest.raises(CollmError, match="keep-text"):
         text_bank(P=2, texts=False).reextract(get_task("gsm8k+program"))
+
+
+def test_a_policy_fitted_on_program_answers_needs_them_everywhere(tmp_path):
+    from collm.allocation.live import answer_with_policy
+    from collm.answers import get_task
+
+    prog = text_bank().with_program_answers()
+    assert prog.task_name == "gsm8k+program" and prog.with_program_answers() is prog
+    pol = get_policy("uniform").fit(BankView(prog), samples=3)
+    assert pol.target["answers"] == "program"
+    replay(pol, BankView(text_bank(seed=2).with_program_answers()), seed=0)
+    with pytest.raises(CollmError, match="execute-code"):
+        replay(pol, BankView(text_bank(seed=2)), seed=0)
+    with pytest.raises(CollmError, match="execute-code"):  # refused before any generation
+        answer_with_policy(object(), ["q"], get_task("gsm8k"), pol)
+    assert "answers" not in get_policy("uniform").fit(BankView(text_bank()), samples=3).target

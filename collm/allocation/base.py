@@ -55,6 +55,8 @@ class Policy:
         self.model = view.model
         self.target = {"samples": samples, "flops": flops, "max_tokens": view.max_tokens,
                        "mean_sample_tokens": view.mean_sample_tokens}
+        if getattr(view, "program_answers", False):  # live use must run the samples' code too
+            self.target["answers"] = "program"
         return self
 
     def run(self, sampler) -> None:

@@ -22,6 +22,7 @@ from collm.allocation.budget import make_budget
 from collm.allocation.sampler import LiveSampler
 from collm.allocation.state import tally
 from collm.difficulty.learned import sigmoid
+from collm.errors import CollmError
 from collm.prompts import as_prompt
 from collm.strategies.base import Answer
 
@@ -97,6 +98,9 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
     """Answer every prompt, the policy deciding how many generations each gets.
     budget: average generations per prompt for the whole batch (a hard cap)."""
     prompts = [as_prompt(p) for p in prompts]
+    if policy.target.get("answers") == "program" and not task.name.endswith("+program"):
+        raise CollmError("this policy was calibrated on program answers (each sample's own Python run): "
+                         "pass --execute-code (or task NAME+program) to use it")
     s = LiveSampler(backend, prompts, task, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
     if budget is not None:
         s.budget = make_budget(s.P, s.prompt_tokens, s.params, max_tokens, samples=budget)

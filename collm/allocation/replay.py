@@ -52,6 +52,8 @@ class BankView:
         ds = str(bank.header.get("dataset", "")).lower()
         # every GSM8K answer is a whole number >= 0: other answers are surely wrong
         self.answer_form = "nonneg_int" if ds.startswith("gsm8k") else None
+        # answered with what each sample's own Python prints (Bank.with_program_answers)
+        self.program_answers = bank.task_name.endswith("+program")
         m = bank.model
         self.model = {"name": m.get("name"), "sha256": m.get("sha256"), "params": self.params}
 
@@ -76,6 +78,9 @@ class BankView:
 def replay(policy, view: BankView, seed: int, budget: Budget | None = None) -> dict:
     """Run `policy` on the bank with draw-order seed `seed`: per-prompt
     correct, flops (estimators included), estimator flops and generations."""
+    if getattr(policy, "target", {}).get("answers") == "program" and not view.program_answers:
+        raise CollmError("this policy was calibrated on program answers (each sample's Python run); "
+                         "replay it with --execute-code, on a bank built with --keep-text")
     sc = getattr(policy, "scorer", None)
     if getattr(sc, "needs_text", False) and "slips" not in view.A:
         raise CollmError("this policy's answer scorer reads the samples' texts (the arithmetic check), and this "

@@ -131,6 +131,22 @@ class Bank:
                  for p in self.problems]
         return Bank(self.path, probs, {**self.header, "extractor": f"{task.name} (re-extracted from the texts)"})
 
+    @property
+    def task_name(self) -> str:
+        """The answer task its samples were graded with (from the header)."""
+        ex = str(self.header.get("extractor") or "").split(" ")[0]
+        from collm.answers import TASKS
+
+        base = ex[: -len("+program")] if ex.endswith("+program") else ex
+        return ex if base in TASKS else str(self.header.get("dataset") or "gsm8k")
+
+    def with_program_answers(self) -> "Bank":
+        """Answered again where a sample's own Python prints a number (collm.answers.program)."""
+        from collm.answers import get_task
+
+        name = self.task_name
+        return self if name.endswith("+program") else self.reextract(get_task(name + "+program"))
+
     # ---- dense arrays for fast replay ----
     def arrays(self, k: int | None = None) -> dict:
         """ok[P,K] bool, ans[P,K] int codes (-1 = no answer), ntok[P,K],

@@ -28,6 +28,9 @@ def add_parser(sub):
     p.add_argument("--seeds", type=int, default=4, help="draw-order seeds for the cross-validated figures")
     p.add_argument("--splits", type=int, default=1, help="random two-fold splits to average over")
     p.add_argument("--model-params", type=int, default=None, help="model size, for banks that do not say it")
+    p.add_argument("--execute-code", action="store_true",
+                   help="answer each sample with what its own Python prints, where it has code (needs a bank "
+                        "built with --keep-text; runs the code here); `collm ask` then needs --execute-code too")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
@@ -43,6 +46,8 @@ def run(args) -> int:
     from collm.errors import CollmError
 
     bank = load_bank(args.bank)
+    if args.execute_code:
+        bank = bank.with_program_answers()
     view = BankView(bank, args.model_params)
     get_policy(args.policy)  # unknown names fail before any work
     if args.budget is not None:

@@ -23,6 +23,9 @@ def add_parser(sub):
     p.add_argument("--bins", type=int, default=5, help="difficulty bins (default 5)")
     p.add_argument("--policy", action="append", default=[], metavar="POLICY.json",
                    help="a fitted allocation policy, or a per-bin strategy policy, to replay on the bank (repeatable)")
+    p.add_argument("--execute-code", action="store_true",
+                   help="answer each sample with what its own Python prints, where it has code (needs a bank "
+                        "built with --keep-text; runs the code here)")
     return p
 
 
@@ -48,6 +51,8 @@ def run(args) -> int:
     if args.model_params is not None and args.model_params < 1:
         raise CollmError("--model-params must be a positive parameter count")
     bank = merge_banks([load_bank(f) for f in args.bank])
+    if args.execute_code:
+        bank = bank.with_program_answers()
     ks = [k for k in _ks(args.ks) if k <= bank.k]
     if not ks:
         raise CollmError(f"{bank.path} holds {bank.k} samples per problem; every --ks value is larger")
