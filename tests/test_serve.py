@@ -165,6 +165,7 @@ def test_policy_file(tmp_path):
     (chat("x" * 20000), 400, "prompt of"),
     (chat("   "), 400, "empty"),
     (chat(collm={"task": "poetry"}), 400, "unknown task"),
+    (chat(collm={"task": "gsm8k+program"}), 400, "--execute-code"),  # a client cannot make the server run code
     (chat(collm={"strategy": "magic"}), 400, "unknown strategy"),
     (chat(collm={"bogus": 1}), 400, "bogus"),
     (chat(model="gpt-9"), 404, "not served"),
@@ -178,6 +179,23 @@ def test_bad_input_gets_clear_4xx(body, status, needle):
     r = run(go())
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
+
+
+def test_program_answers_when_the_operator_allows_them():
+    class Coder(FakeBackend):
+        def generate(self, prompts, n=1, **kw):
+            out = super().generate(prompts, n, **kw)
+            for g in out:
+                for c in g.completions:
+                    c.text = "```python\nprint(6 * 7)\n```\n```output\n41\n```\nso \\boxed{41}"
+            return out
+
+    async def go(task):
+        c, _ = client(Coder(), default_n=1, task=task)
+        async with c:
+            return (await c.post("/v1/chat/completions", json=chat(n=1))).json()
+    assert run(go("gsm8k+program"))["collm"]["answer"] == "42"  # what the code prints, not the invented output
+    assert run(go("gsm8k"))["collm"]["answer"] == "41"
 
 
 def test_not_json_and_too_large_bodies():

@@ -45,6 +45,9 @@ def add_parser(sub):
     p.add_argument("--api-key-file", default=None, help="accept the keys in this file, one a line")
     p.add_argument("--served-model-name", default=None, help="the model name clients see (default: the model's)")
     p.add_argument("--task", default="gsm8k", help="default answer task: gsm8k, number, math, choice")
+    p.add_argument("--execute-code", action="store_true",
+                   help="answer with what the solution's own Python prints, where it has code (task NAME+program), "
+                        "and let clients ask for it; the model's code then runs on this machine")
     lim = p.add_argument_group("budget and load")
     lim.add_argument("--default-n", type=int, default=4, help="samples per request with --policy none (default 4)")
     lim.add_argument("--max-n", type=int, default=16, help="most samples one request may use (default 16)")
@@ -143,15 +146,20 @@ def build(args):
                       max_prompt_chars=args.max_prompt_chars, max_in_flight=in_flight, max_queue=args.max_queue,
                       bucket_capacity=burst, bucket_refill_per_s=args.tokens_per_s,
                       key_bucket_capacity=key_burst, key_bucket_refill_per_s=args.key_tokens_per_s,
-                      request_timeout_s=args.timeout, task=args.task)
+                      request_timeout_s=args.timeout, task=task_name(args))
     return backend, policy, cfg
+
+
+def task_name(args) -> str:
+    t = args.task
+    return t + "+program" if getattr(args, "execute_code", False) and not t.endswith("+program") else t
 
 
 def run(args) -> int:
     _validate(args)
     from collm.answers import get_task
 
-    get_task(args.task)
+    get_task(task_name(args))
     backend, policy, cfg = build(args)
     import uvicorn
 

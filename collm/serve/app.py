@@ -209,7 +209,12 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
         lim = limiter()
         opts = body.collm or S.CollmOptions()
         try:
-            task = get_task(opts.task or cfg.task)
+            name = opts.task or cfg.task
+            if name.endswith("+program") and not cfg.task.endswith("+program"):
+                # running the model's code is the operator's choice, never a client's
+                raise CollmError(f"task {name!r} runs the model's code on this server, which it does not allow; "
+                                 "its operator can start it with --execute-code")
+            task = get_task(name)
             forced = opts.n or body.n
             strategy_name = opts.strategy
             if strategy_name is not None:
