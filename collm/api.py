@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from collm.answers import get_task
 from collm.errors import CollmError
+from collm.backends.base import DEFAULT_TOP_K
 from collm.prompts import Prompt, as_prompt
 from collm.strategies import Answer, get_strategy
 
@@ -24,7 +25,7 @@ from collm.strategies import Answer, get_strategy
 class Collm:
     def __init__(self, model: str | None = None, engine: str | None = None, *, backend=None, task: str = "gsm8k",
                  policy: str | None = None, max_tokens: int = 512, temperature: float = 0.8, top_p: float = 1.0,
-                 seed: int = 0):
+                 top_k: int = DEFAULT_TOP_K, seed: int = 0):
         if backend is None:
             from collm.backends import load_backend
 
@@ -34,7 +35,7 @@ class Collm:
         self.policy_path = policy
         self._policy = None
         self._strategy_policy = None
-        self.max_tokens, self.temperature, self.top_p, self.seed = max_tokens, temperature, top_p, seed
+        self.max_tokens, self.temperature, self.top_p, self.top_k, self.seed = max_tokens, temperature, top_p, top_k, seed
 
     @property
     def policy(self):
@@ -79,7 +80,7 @@ class Collm:
             from collm.allocation.live import answer_with_policy
 
             return answer_with_policy(self.backend, prompts, self.task, self.policy, budget=budget,
-                                      temperature=self.temperature, top_p=self.top_p,
+                                      temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
                                       max_tokens=self.max_tokens, seed=self.seed)
         if strategy == "auto":
             return self._ask_auto(prompts, n or int(budget or 8), strategy_kwargs)
@@ -87,7 +88,7 @@ class Collm:
         strategy = strategy or ("greedy" if n == 1 else "majority")
         temperature = 0.0 if strategy == "greedy" else self.temperature
         return get_strategy(strategy, **strategy_kwargs).run(
-            self.backend, prompts, n, self.task, temperature=temperature, top_p=self.top_p,
+            self.backend, prompts, n, self.task, temperature=temperature, top_p=self.top_p, top_k=self.top_k,
             max_tokens=self.max_tokens, seed=self.seed)
 
     def _ask_auto(self, prompts: list[Prompt], n: int, strategy_kwargs: dict) -> list[Answer]:
@@ -110,7 +111,7 @@ class Collm:
         for (name, settings), js in batches.items():
             answers = get_strategy(name, **json.loads(settings)).run(
                 self.backend, [prompts[j] for j in js], n, self.task,
-                temperature=0.0 if name == "greedy" else self.temperature, top_p=self.top_p,
+                temperature=0.0 if name == "greedy" else self.temperature, top_p=self.top_p, top_k=self.top_k,
                 max_tokens=self.max_tokens, seed=self.seed)
             for j, a in zip(js, answers):
                 e = plan[j]

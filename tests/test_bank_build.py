@@ -26,15 +26,16 @@ class Scripted(Backend):
     model_id = "sha-scripted"
 
     def __init__(self, golds, crash_after=None):
-        self.golds, self.crash_after, self.calls, self.asked = golds, crash_after, 0, []
+        self.golds, self.crash_after, self.calls, self.asked, self.top_ks = golds, crash_after, 0, [], []
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None):
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
         if self.crash_after is not None and self.calls >= self.crash_after:
             raise RuntimeError("engine crashed")
         self.calls += 1
         out = []
         for p in prompts:
             self.asked.append((p.id, n, temperature))
+            self.top_ks.append(top_k)
             comps = [Completion(f"so \\boxed{{{self.golds[p.id] if j % 2 == 0 else 0}}}", 5 + j, -1.0 * j)
                      for j in range(n)]
             if n > 1:
@@ -103,6 +104,8 @@ def test_resume_with_other_settings_is_refused(tmp_path, problems):
     build_bank(be, problems[:1], out, header(be), progress=False)
     with pytest.raises(CollmError, match="other settings.*sampling.k"):
         build_bank(be, problems, out, header(be, k=8), progress=False)
+    with pytest.raises(CollmError, match="other settings.*sampling.top_k"):
+        build_bank(be, problems, out, header(be, top_k=0), progress=False)
     other = tmp_path / "plain.jsonl"
     other.write_text(json.dumps({"i": 0}) + "\n")
     with pytest.raises(CollmError, match="not a bank built by collm"):
@@ -116,3 +119,33 @@ def test_a_second_builder_is_locked_out(tmp_path, problems):
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         with pytest.raises(CollmError, match="another process"):
             build_bank(be, problems, out, header(be), progress=False)
+
+
+def test_samples_are_drawn_with_the_headers_top_k(tmp_path, problems):
+    be = Scripted(golds(problems))
+    build_bank(be, problems[:2], tmp_path / "b.jsonl", header(be, top_k=7), progress=False)
+    assert load_bank(tmp_path / "b.jsonl").header["sampling"]["top_k"] == 7
+    assert 7 in be.top_ks  # the k samples; the greedy pass needs none
+
+
+def test_a_bank_from_before_top_k_resumes_as_whole_vocabulary(tmp_path, problems):
+    out = tmp_path / "b.jsonl"
+    be = Scripted(golds(problems))
+    h = header(be)
+    del h["sampling"]["top_k"]  # written by a collm that sampled from the whole vocabulary
+    build_bank(be, problems[:1], out, h, progress=False)
+    with pytest.raises(CollmError, match="sampling.top_k"):
+        build_bank(be, problems[:2], out, header(be), progress=False)
+    build_bank(be, problems[:2], out, header(be, top_k=0), progress=False)
+    assert len(load_bank(out)) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["bank", "build", "--model", "smollm2-135m", "--dataset", "gsm8k", "--k", "2", "--top-k", "-1", "--out", "x.jsonl"],
+    ["ask", "What is 2 + 2?", "--top-k", "-1"],
+])
+def test_negative_top_k_is_refused_before_any_model_loads(argv, capsys):
+    from collm.cli import main
+
+    assert main(argv) == 2
+    assert "--top-k must be >= 0" in capsys.readouterr().err

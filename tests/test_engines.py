@@ -132,7 +132,17 @@ def test_score_then_generate_agree(engine):
     assert sc.logprobs[-len(c.token_logprobs):] == pytest.approx(c.token_logprobs, abs=2e-3)
 
 
+def test_top_k_one_samples_the_greedy_text(engine):
+    greedy = engine.generate([QUESTIONS[1]], temperature=0.0, max_tokens=8)[0].completions[0]
+    gens = engine.generate([QUESTIONS[1]], n=3, temperature=1.0, top_k=1, max_tokens=8, seed=3)[0].completions
+    assert [c.text for c in gens] == [greedy.text] * 3
+    wide = engine.generate([QUESTIONS[1]], n=6, temperature=1.5, top_k=0, max_tokens=8, seed=3)[0].completions
+    assert len({c.text for c in wide}) > 1  # top_k 0: the whole vocabulary
+
+
 def test_bad_requests(engine):
+    with pytest.raises(CollmError, match="top_k must be"):
+        engine.generate([QUESTIONS[0]], n=2, temperature=1.0, top_k=-1)
     with pytest.raises(CollmError, match="beyond the model's context"):
         engine.generate([QUESTIONS[0]], max_tokens=engine.context_length)
     with pytest.raises(CollmError, match="beyond the model's context"):

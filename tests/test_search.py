@@ -42,8 +42,8 @@ class FakeStepBackend(Backend):
     def score_prompt(self, prompts):
         raise NotImplementedError
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None):
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         out, total = [], Usage()
         for p in prompts:
             prefix = p.assistant_prefix

@@ -38,8 +38,9 @@ class FakeBackend(Backend):
         self._mu = threading.Lock()
         self.cancelled = threading.Event()
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None):
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
+        self.top_ks = getattr(self, "top_ks", []) + [top_k]
         with self._mu:
             self.active += 1
             self.peak = max(self.peak, self.active)
@@ -74,11 +75,11 @@ class CancellableFake(FakeBackend):
     supports_cancel = True
     thread_safe = True
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, cancel=None):
+    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, cancel=None, top_k=0):
         if cancel is not None and cancel.wait(5):
             self.cancelled.set()
             raise CollmError("cancelled")
-        return super().generate(prompts, n, temperature, top_p, max_tokens, seed, stop)
+        return super().generate(prompts, n, temperature, top_p, max_tokens, seed, stop, top_k)
 
 
 def client(backend=None, policy=None, **cfg):
@@ -109,6 +110,18 @@ def test_chat_answer_with_collm_object_and_usage_of_every_sample():
     assert d["collm"]["budget"]["source"] == "default" and d["collm"]["difficulty"] is None
     assert d["usage"] == {"prompt_tokens": 10, "completion_tokens": 20, "total_tokens": 30}
     assert d["collm"]["flops"] == 2.0 * 1000 * 30
+
+
+def test_top_k_from_the_client_or_the_servers_default():
+    async def go():
+        be = FakeBackend()
+        c, _ = client(be, default_n=2)
+        async with c:
+            await c.post("/v1/chat/completions", json=chat())
+            await c.post("/v1/chat/completions", json=chat(top_k=0))
+            await c.post("/v1/chat/completions", json=chat(top_k=5))
+        return be.top_ks
+    assert run(go()) == [50, 0, 5]  # 50: the sampling the shipped policies were calibrated with
 
 
 def test_completions_endpoint_and_forced_n():
@@ -170,6 +183,7 @@ def test_policy_file(tmp_path):
     (chat(collm={"bogus": 1}), 400, "bogus"),
     (chat(model="gpt-9"), 404, "not served"),
     (chat(temperature=-1), 400, "temperature"),
+    (chat(top_k=-1), 400, "top_k"),
 ])
 def test_bad_input_gets_clear_4xx(body, status, needle):
     async def go():

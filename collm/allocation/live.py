@@ -93,7 +93,7 @@ def confidence(policy: Policy, draws, q_tokens: int, max_tokens: int) -> float:
 
 
 def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | None = None, *,
-                       temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512, seed: int = 0,
+                       temperature: float = 0.8, top_p: float = 1.0, top_k: int = 0, max_tokens: int = 512, seed: int = 0,
                        max_samples: int | None = None) -> list[Answer]:
     """Answer every prompt, the policy deciding how many generations each gets.
     budget: average generations per prompt for the whole batch (a hard cap)."""
@@ -101,7 +101,7 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
     if policy.target.get("answers") == "program" and not task.name.endswith("+program"):
         raise CollmError("this policy was calibrated on program answers (each sample's own Python run): "
                          "pass --execute-code (or task NAME+program) to use it")
-    s = LiveSampler(backend, prompts, task, temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    s = LiveSampler(backend, prompts, task, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)
     if budget is not None:
         s.budget = make_budget(s.P, s.prompt_tokens, s.params, max_tokens, samples=budget)
     if max_samples is not None and "n_max" in policy.params:

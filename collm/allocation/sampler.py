@@ -208,10 +208,10 @@ class LiveSampler(Sampler):
 
     prefill_every_call = True
 
-    def __init__(self, backend, prompts, task, *, temperature: float = 0.8, top_p: float = 1.0,
+    def __init__(self, backend, prompts, task, *, temperature: float = 0.8, top_p: float = 1.0, top_k: int = 0,
                  max_tokens: int = 512, seed: int = 0, budget: Budget | None = None, prompt_tokens=None, q_tokens=None):
         self.backend, self.prompts, self.task = backend, list(prompts), task
-        self.temperature, self.top_p, self.seed = temperature, top_p, int(seed)
+        self.temperature, self.top_p, self.top_k, self.seed = temperature, top_p, int(top_k), int(seed)
         if prompt_tokens is None:
             prompt_tokens, q_tokens = _count_tokens(backend, self.prompts)
         super().__init__(prompt_tokens, q_tokens, backend.params, max_tokens, budget)
@@ -230,7 +230,7 @@ class LiveSampler(Sampler):
             groups[int(k)].append(int(j))
         for k, js in sorted(groups.items()):
             gens = self.backend.generate([self.prompts[j] for j in js], n=k,
-                                         temperature=0.0 if greedy else self.temperature, top_p=self.top_p,
+                                         temperature=0.0 if greedy else self.temperature, top_p=self.top_p, top_k=self.top_k,
                                          max_tokens=self.max_tokens, seed=self.seed + 7919 * self.calls + k)
             for j, g in zip(js, gens):
                 answers = extract_all(g.completions, self.task)

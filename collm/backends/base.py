@@ -10,6 +10,12 @@ from collm.prompts import Prompt, as_prompt
 from collm.types import Generation, PromptScore
 
 
+# Sampling keeps the 50 most likely tokens unless told otherwise: Hugging Face
+# generate()'s default, which the shared bank and the policies calibrated on it
+# were drawn with (0 samples from the whole vocabulary, as vLLM does).
+DEFAULT_TOP_K = 50
+
+
 class Backend(ABC):
     """A model behind generate / score_prompt, with its size for FLOP accounting.
 
@@ -35,13 +41,15 @@ class Backend(ABC):
         max_tokens: int = 256,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
+        top_k: int = 0,
     ) -> list[Generation]: ...
 
     @abstractmethod
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]: ...
 
     # ---- helpers shared by engines ----
-    def check_request(self, prompts: Sequence[Prompt | str], n: int, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0) -> list[Prompt]:
+    def check_request(self, prompts: Sequence[Prompt | str], n: int, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
+                      top_k: int = 0) -> list[Prompt]:
         if n < 1:
             raise CollmError(f"n must be at least 1 (got {n})")
         if max_tokens < 1:
@@ -52,6 +60,8 @@ class Backend(ABC):
             raise CollmError(f"temperature must be >= 0 (got {temperature})")
         if not 0 < top_p <= 1:
             raise CollmError(f"top_p must be in (0, 1] (got {top_p})")
+        if top_k < 0 or int(top_k) != top_k:
+            raise CollmError(f"top_k must be a whole number >= 0, 0 for the whole vocabulary (got {top_k})")
         out = [as_prompt(p) for p in prompts]
         for p in out:
             if not p.question.strip():

@@ -183,8 +183,9 @@ class LlamaCppEngine(Backend):
 
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
+                 top_k: int = 0) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         enc = [ids for ids, _ in self.encode_checked(prompts, max_tokens)]
         rng = np.random.default_rng(seed)
         stop = list(stop or [])
@@ -198,13 +199,13 @@ class LlamaCppEngine(Backend):
                 cells += len(enc[i + len(group)]) + rows * max_tokens
                 group.append(i + len(group))
             if rows <= self.max_seqs and cells <= self.context_length:
-                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, max_tokens, rng, stop)
+                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, top_k, max_tokens, rng, stop)
             else:  # one prompt whose samples do not fit at once: in groups, as many as the free cells hold
                 ids = enc[i]
                 per = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
                 got = []
                 for k in range(0, rows, per):
-                    got += self._sample([ids], min(per, rows - k), temperature, top_p, max_tokens, rng, stop)[0]
+                    got += self._sample([ids], min(per, rows - k), temperature, top_p, top_k, max_tokens, rng, stop)[0]
                 comps.append(got)
             i += len(group)
         out = []
@@ -234,7 +235,7 @@ class LlamaCppEngine(Backend):
             self._decode(part, range(i, i + len(part)), [seq] * len(part), last)
         return self._rows(1)[0].copy()
 
-    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, max_tokens, rng, stop) -> list[list[Completion]]:
+    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, top_k, max_tokens, rng, stop) -> list[list[Completion]]:
         """Decode `rows` samples of each prompt together, all prompts in one batch
         per step. Prompt j's samples are sequences j*rows .. j*rows + rows-1; the
         first prompt is sequence 0 (its prefix cached across calls)."""
@@ -254,7 +255,7 @@ class LlamaCppEngine(Backend):
         logits = np.stack([firsts[s // rows] for s in live])
         try:
             for step in range(max_tokens):
-                picked, lp = _pick(logits, temperature, top_p, rng)
+                picked, lp = _pick(logits, temperature, top_p, rng, top_k)
                 keep = []
                 for k, r in enumerate(live):
                     t = int(picked[k])
@@ -329,8 +330,9 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def _pick(logits: np.ndarray, temperature: float, top_p: float, rng) -> tuple[np.ndarray, np.ndarray]:
-    """One token per row (argmax at temperature 0) and its log-prob under the raw model."""
+def _pick(logits: np.ndarray, temperature: float, top_p: float, rng, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """One token per row (argmax at temperature 0) and its log-prob under the raw
+    model. top_k > 0 keeps each row's k most likely tokens before top_p."""
     mx = logits.max(1, keepdims=True)
     z = np.exp(logits - mx)
     lse = mx[:, 0] + np.log(z.sum(1))
@@ -339,6 +341,9 @@ def _pick(logits: np.ndarray, temperature: float, top_p: float, rng) -> tuple[np
     else:
         if temperature != 1.0:
             z = np.exp((logits - mx) / temperature)
+        if 0 < top_k < logits.shape[1]:
+            kth = np.partition(logits, -int(top_k), axis=1)[:, -int(top_k)][:, None]
+            z = np.where(logits >= kth, z, 0.0)
         tok = np.array([_draw(row, top_p, rng) for row in z])
     return tok, logits[np.arange(len(tok)), tok] - lse
 

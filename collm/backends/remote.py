@@ -200,10 +200,11 @@ class RemoteBackend(Backend):
         import openai
 
         messages = prompt.messages()
-        extra = {}
+        kw = dict(kw)
+        extra = {"top_k": kw.pop("top_k")} if kw.get("top_k") else {}  # not in OpenAI's schema: vLLM, SGLang, llama.cpp read it
         if prompt.assistant_prefix:
             messages.append({"role": "assistant", "content": prompt.assistant_prefix})
-            extra = {"continue_final_message": True, "add_generation_prompt": False}
+            extra.update({"continue_final_message": True, "add_generation_prompt": False})
         args = dict(model=await self._model_name(i), messages=messages, n=n, seed=seed, extra_body=extra or None, **kw)
         args = {k: v for k, v in args.items() if v is not None}  # unset, not null: some servers refuse nulls
         if self._logprobs[i]:
@@ -236,17 +237,21 @@ class RemoteBackend(Backend):
 
     async def agenerate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0,
                         top_p: float = 1.0, max_tokens: int = 256, seed: int | None = None,
-                        stop: Sequence[str] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+                        stop: Sequence[str] | None = None, top_k: int = 0) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         kw = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop) if stop else None)
+        if top_k:
+            kw["top_k"] = int(top_k)
         coro = asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))
         return await self._await_here(coro)
 
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 cancel: threading.Event | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+                 cancel: threading.Event | None = None, top_k: int = 0) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         kw = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop) if stop else None)
+        if top_k:
+            kw["top_k"] = int(top_k)
 
         async def work():
             return await asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))

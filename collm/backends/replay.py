@@ -106,8 +106,9 @@ class ReplayBackend(Backend):
         return [prob.samples[j] for j in self._order[prob.i][got:got + n]]
 
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
+                 top_k: int = 0) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         out = []
         for p in prompts:
             prob = self.problem(p)

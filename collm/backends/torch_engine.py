@@ -142,8 +142,9 @@ class TorchEngine(Backend):
 
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p)
+                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
+                 top_k: int = 0) -> list[Generation]:
+        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         enc = self.encode_checked(prompts, max_tokens)
         gen = torch.Generator(device=self.device)
         gen.manual_seed(seed if seed is not None else random.randrange(2**63))
@@ -152,14 +153,14 @@ class TorchEngine(Backend):
         out: list[Generation] = []
         for i in range(0, len(enc), per):
             chunk = [ids for ids, _ in enc[i:i + per]]
-            rows = self._decode(chunk, k, temperature, top_p, max_tokens, gen, list(stop or []))
+            rows = self._decode(chunk, k, temperature, top_p, top_k, max_tokens, gen, list(stop or []))
             for j, ids in enumerate(chunk):
                 comps = rows[j * k:(j + 1) * k] if k == n else [_copy(rows[j]) for _ in range(n)]
                 out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
         return out
 
     @torch.inference_mode()
-    def _decode(self, seqs, n, temperature, top_p, max_tokens, gen, stop) -> list[Completion]:
+    def _decode(self, seqs, n, temperature, top_p, top_k, max_tokens, gen, stop) -> list[Completion]:
         ids, mask = self._left_pad(seqs)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -176,7 +177,7 @@ class TorchEngine(Backend):
         for step in range(max_tokens):
             logits = logits.float()
             logp = torch.log_softmax(logits, -1)
-            nxt = logits.argmax(-1) if temperature == 0 else self._sample(logits, temperature, top_p, gen)
+            nxt = logits.argmax(-1) if temperature == 0 else self._sample(logits, temperature, top_p, top_k, gen)
             lp = logp.gather(1, nxt[:, None])[:, 0]
             nxt_l, lp_l, live_l = nxt.tolist(), lp.tolist(), live.tolist()
             ended = torch.isin(nxt, self._eos).tolist()
@@ -202,9 +203,13 @@ class TorchEngine(Backend):
         return [self._completion(toks[r], lps[r], finish[r], stop) for r in range(rows)]
 
     @staticmethod
-    def _sample(logits, temperature, top_p, gen):
+    def _sample(logits, temperature, top_p, top_k, gen):
         """Draw one token per row: argmax of p / Exp(1) noise is a draw from p
-        (the exponential race; cheaper than torch.multinomial on a CPU)."""
+        (the exponential race; cheaper than torch.multinomial on a CPU). top_k > 0
+        keeps the k most likely tokens, then top_p the smallest head of those."""
+        if 0 < top_k < logits.shape[-1]:
+            kth = torch.topk(logits, int(top_k), -1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         probs = torch.softmax(logits / temperature, -1)
         if top_p < 1.0:
             sp, si = probs.sort(-1, descending=True)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from collm import __version__
 from collm.answers import get_task
+from collm.backends.base import DEFAULT_TOP_K
 from collm.bank.format import FORMAT_VERSION, HEADER_KEY, parse_problem
 from collm.errors import CollmError
 from collm.prompts import DEFAULT_SYSTEM, Prompt
@@ -30,12 +31,12 @@ from collm.strategies.base import extract_all
 
 # header fields that must match for a resume to continue a file
 SAME = (("model", "name"), ("model", "sha256"), ("model", "params"), ("dataset",), ("split",),
-        ("sampling", "k"), ("sampling", "temperature"), ("sampling", "top_p"), ("sampling", "max_tokens"),
+        ("sampling", "k"), ("sampling", "temperature"), ("sampling", "top_p"), ("sampling", "top_k"), ("sampling", "max_tokens"),
         ("sampling", "seed"), ("prompt", "system"), ("extractor",), ("texts",))
 
 
 def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: int, temperature: float,
-                top_p: float, max_tokens: int, seed: int, system: str | None = DEFAULT_SYSTEM,
+                top_p: float, max_tokens: int, seed: int, top_k: int = DEFAULT_TOP_K, system: str | None = DEFAULT_SYSTEM,
                 keep_text: bool = False) -> dict:
     template = getattr(backend, "template", None) or getattr(backend, "chat_template", None)
     source = getattr(template, "source", template if isinstance(template, str) else None)
@@ -46,7 +47,8 @@ def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: 
         "dataset": dataset, "split": split,
         "prompt": {"system": system, "template": "the model's chat template, generation prompt added",
                    "template_sha256": hashlib.sha256(source.encode()).hexdigest() if source else None},
-        "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed},
+        "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "top_k": top_k, "max_tokens": max_tokens,
+                     "seed": seed},
         "extractor": f"{task} (collm.answers; a sample cut at max_tokens has no answer)",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "collm_version": __version__,
@@ -60,6 +62,13 @@ def _get(d: dict, path: tuple):
     for key in path:
         d = d.get(key) if isinstance(d, dict) else None
     return d
+
+
+def _old(header: dict, path: tuple):
+    """A field of an existing bank's header; banks written before collm had
+    top_k sampled from the whole vocabulary (top_k 0)."""
+    v = _get(header, path)
+    return 0 if v is None and path == ("sampling", "top_k") else v
 
 
 def _write_line(f, obj: dict) -> None:
@@ -92,7 +101,7 @@ def resume(f, path: Path, header: dict) -> set[int]:
         if ln == 1:
             if not isinstance(d, dict) or HEADER_KEY not in d:
                 raise CollmError(f"{path} exists and is not a bank built by collm (no header line); choose another --out")
-            diff = [".".join(p) for p in SAME if _get(d, p) != _get(header, p)]
+            diff = [".".join(p) for p in SAME if _old(d, p) != _get(header, p)]
             if diff:
                 raise CollmError(f"{path} was built with other settings ({', '.join(diff)} differ); "
                                  "use the same options to resume, or another --out")
@@ -158,7 +167,7 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                 prompts = [Prompt(p.question, system=header["prompt"]["system"], id=p.id) for p in batch]
                 scores = backend.score_prompt(prompts)
                 t0 = time.perf_counter()
-                gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"],
+                gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"], top_k=sp.get("top_k") or 0,
                                         max_tokens=sp["max_tokens"], seed=(sp["seed"] * 1_000_003 + batch[0].id) % 2**31)
                 t1 = time.perf_counter()
                 greedy = backend.generate(prompts, n=1, temperature=0.0, max_tokens=sp["max_tokens"], seed=sp["seed"])

@@ -44,7 +44,8 @@ KNOWN_BANKS: dict[str, dict] = {
                   "params": 494032768, "engine": "transformers 5.17 generate, bf16, NVIDIA H100"},
         "dataset": "gsm8k", "split": "test", "offset": 0, "limit": 640,
         "prompt": {"system": SHARED_SYSTEM, "template": "the model's chat template, generation prompt added"},
-        "sampling": {"k": 32, "temperature": 0.8, "top_p": 1.0, "max_tokens": 400},
+        "sampling": {"k": 32, "temperature": 0.8, "top_p": 1.0, "top_k": 50, "max_tokens": 400,
+                     "note": "top_k 50: transformers generate()'s default, which applies when not set"},
         "extractor": "number in the last \\boxed{}, else the last number; correct within 1e-6 of the #### gold "
                      "(cut samples are graded too)",
         "date": None, "collm_version": None,

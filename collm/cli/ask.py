@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.backends.base import DEFAULT_TOP_K
 from collm.errors import CollmError
 
 
@@ -22,6 +23,8 @@ def add_parser(sub):
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--temperature", type=float, default=None, help="default 0.8 when sampling, 0 for a single greedy pass")
     p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"sample from the k most likely tokens (default {DEFAULT_TOP_K}, as the shipped policies were calibrated; 0: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="gsm8k", help="answer extractor/grader: gsm8k, number, math, choice")
     p.add_argument("--execute-code", action="store_true",
@@ -48,6 +51,8 @@ def _validate(args):
         raise CollmError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
     if args.temperature is not None and args.temperature < 0:
         raise CollmError("--temperature must be >= 0")
+    if args.top_k < 0:
+        raise CollmError(f"--top-k must be >= 0, 0 for the whole vocabulary (got {args.top_k})")
     if args.budget is not None and args.budget <= 0:
         raise CollmError("--budget must be > 0")
 
@@ -64,7 +69,7 @@ def run(args) -> int:
             strategy = "auto"
     task = args.task + ("+program" if args.execute_code and not args.task.endswith("+program") else "")
     llm = Collm(args.model, args.engine, task=task, policy=args.policy, max_tokens=args.max_tokens,
-                temperature=0.8 if args.temperature is None else args.temperature, top_p=args.top_p, seed=args.seed)
+                temperature=0.8 if args.temperature is None else args.temperature, top_p=args.top_p, top_k=args.top_k, seed=args.seed)
     if strategy == "auto" and args.n is None:
         args.n = int(args.budget) if args.budget is not None else 8
     if args.n is None and strategy is None and args.policy != "none":

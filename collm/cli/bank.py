@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.backends.base import DEFAULT_TOP_K
+
 
 def add_parser(sub):
     p = sub.add_parser("bank", help="build or inspect a sample bank", description=__doc__)
@@ -21,6 +23,8 @@ def add_parser(sub):
     b.add_argument("--max-tokens", type=int, default=400)
     b.add_argument("--temperature", type=float, default=0.8)
     b.add_argument("--top-p", type=float, default=1.0)
+    b.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"sample from the k most likely tokens (default {DEFAULT_TOP_K}, as the shared bank; 0: all)")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--batch-size", type=int, default=4, help="problems per engine call")
     b.add_argument("--out", required=True, help="bank file (JSONL); an existing one is resumed")
@@ -54,6 +58,8 @@ def run(args) -> int:
         raise CollmError(f"--batch-size must be at least 1 (got {args.batch_size})")
     if args.temperature <= 0:
         raise CollmError("--temperature must be > 0 for sampled banks (the greedy decode is always added)")
+    if args.top_k < 0:
+        raise CollmError(f"--top-k must be >= 0, 0 for the whole vocabulary (got {args.top_k})")
 
     from pathlib import Path
 
@@ -70,7 +76,7 @@ def run(args) -> int:
         raise CollmError("no model engine is available to build a bank") from None
     backend = load_backend(args.model) if args.engine is None else load_backend(args.model, args.engine)
     header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
-                         temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens, seed=args.seed,
+                         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens, seed=args.seed,
                          keep_text=args.keep_text)
     try:
         res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet)

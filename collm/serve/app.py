@@ -32,7 +32,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collm.answers import get_task
-from collm.backends.base import Backend
+from collm.backends.base import DEFAULT_TOP_K, Backend
 from collm.errors import CollmError
 from collm.prompts import DEFAULT_SYSTEM, Prompt
 from collm.serve import schemas as S
@@ -63,6 +63,7 @@ class ServeConfig:
     key_bucket_refill_per_s: float | None = None
     request_timeout_s: float = 300.0
     temperature: float = 0.8  # sampling temperature when the client gives none and n > 1
+    top_k: int = DEFAULT_TOP_K  # when the client gives none (vLLM's extra field top_k)
     task: str = "gsm8k"
     seed: int = 0
 
@@ -243,6 +244,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
         runs = policy is not None and not plans and forced is None and strategy_name is None  # adaptive rounds
         temperature = body.temperature if body.temperature is not None else cfg.temperature
         top_p = body.top_p or 1.0
+        top_k = body.top_k if body.top_k is not None else cfg.top_k
         seed = body.seed if body.seed is not None else cfg.seed
 
         await lim.acquire()
@@ -282,13 +284,13 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
                 cap = min(n, int(policy.params.get("n_max", n)))  # never above the policy's own n_max
                 ans = await in_thread(lambda: answer_with_policy(
                     view, [prompt], task, policy, budget=cap, max_samples=cap, temperature=temperature,
-                    top_p=top_p, max_tokens=max_tokens, seed=seed)[0], slot)
+                    top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)[0], slot)
                 difficulty = ans.extra.get("difficulty")
             else:
                 name = strategy_name or ("majority" if n > 1 or (body.temperature or 0) > 0 else "greedy")
                 strategy = get_strategy(name)
                 ans = await in_thread(lambda: strategy.run(view, [prompt], n, task, temperature=temperature,
-                                                           top_p=top_p, max_tokens=max_tokens, seed=seed)[0], slot)
+                                                           top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed)[0], slot)
             usage = ans.usage + score_usage if score_usage is not None else ans.usage
             charge.settle(usage.total_tokens)
             charge = None

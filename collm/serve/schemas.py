@@ -59,6 +59,7 @@ class _Sampling(BaseModel):
     n: int | None = Field(None, ge=1, le=MAX_N, description="collm: the sample budget (one aggregated choice is returned)")
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=0, le=1_000_000, description="as in vLLM: the k most likely tokens; 0 for all")
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)

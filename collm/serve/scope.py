@@ -47,8 +47,8 @@ class ScopedBackend(Backend):
             raise
 
     def generate(self, prompts: Sequence, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None):
-        return self._call(self.inner.generate, prompts, n=n, temperature=temperature, top_p=top_p,
+                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None, top_k: int = 0):
+        return self._call(self.inner.generate, prompts, n=n, temperature=temperature, top_p=top_p, top_k=top_k,
                           max_tokens=max_tokens, seed=seed, stop=stop)
 
     def score_prompt(self, prompts: Sequence):

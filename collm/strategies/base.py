@@ -54,7 +54,7 @@ class Strategy(ABC):
 
     @abstractmethod
     def run(self, backend: Backend, prompts: Sequence[Prompt | str], n: int | Sequence[int], task: Task,
-            *, temperature: float = 0.8, top_p: float = 1.0, max_tokens: int = 512, seed: int = 0,
+            *, temperature: float = 0.8, top_p: float = 1.0, top_k: int = 0, max_tokens: int = 512, seed: int = 0,
             verifier=None) -> list[Answer]: ...
 
     @staticmethod

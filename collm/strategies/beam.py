@@ -72,7 +72,7 @@ class BeamSearch(Strategy):
             return max(1, n // m), m, 1, m
         return 1, n, max(1, n // m), m
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
         seed = 0 if seed is None else int(seed)
@@ -85,7 +85,7 @@ class BeamSearch(Strategy):
         counter, rollout_counter = [0] * P, [0] * P
         layouts = [self.layout(k) for k in ns]
         slots = {(j, g): layouts[j][2] for j in range(P) for g in range(layouts[j][0])}
-        kw = dict(temperature=temperature, top_p=top_p, step_tokens=self.step_tokens, max_tokens=max_tokens)
+        kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, step_tokens=self.step_tokens, max_tokens=max_tokens)
 
         # round 0: every subtree of a prompt starts from the same root: one call per prompt
         roots = [Path(p, j) for j, p in enumerate(prompts)]

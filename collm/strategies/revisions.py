@@ -78,7 +78,7 @@ class Revisions(Strategy):
         if final != "majority" or verifier is not None:
             self.verifier = get_verifier(verifier, mode=mode, aggregation=aggregation, **(verifier_options or {}))
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
         seed = 0 if seed is None else int(seed)
@@ -94,7 +94,7 @@ class Revisions(Strategy):
 
         # round 0: every chain's first attempt is a plain sample of the question
         gens = generate_grouped(backend, prompts, [len(ls) for ls in lengths], temperature=temperature,
-                                top_p=top_p, max_tokens=max_tokens, seed=seed, stop=None)
+                                top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed, stop=None)
         for j, g in enumerate(gens):
             usage[j] += g.usage
             for c, comp in enumerate(g.completions):
@@ -105,7 +105,7 @@ class Revisions(Strategy):
             if not todo:
                 break
             asks = [revision_prompt(prompts[j], [a.text for a in attempts[j][c]], self.window) for j, c in todo]
-            gens = backend.generate(asks, n=1, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+            gens = backend.generate(asks, n=1, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
                                     seed=seed + 7919 * rounds)
             for (j, c), g in zip(todo, gens):
                 usage[j] += g.usage

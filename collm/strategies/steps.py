@@ -111,13 +111,13 @@ class Path:
                               step_tokens=list(self.step_tokens))
 
 
-def generate_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop):
+def generate_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop, top_k=0):
     """backend.generate over all prompts, one call per distinct n."""
-    return sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+    return sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
                           seed=seed, stop=stop)
 
 
-def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], *, temperature, top_p,
+def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], *, temperature, top_p, top_k=0,
            step_tokens, max_tokens, seed, stop, counter: list[int]) -> list[list[Path]]:
     """Generate widths[i] next pieces for each parent (batched); add each
     call's usage to its owner's and the generations to counter[owner];
@@ -127,7 +127,7 @@ def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], 
     cap = max(1, min(step_tokens, max(max_tokens - p.tokens for p in parents))) if stop else \
         max(1, max(max_tokens - p.tokens for p in parents))
     gens = generate_grouped(backend, [p.prompt_so_far() for p in parents], widths, temperature=temperature,
-                            top_p=top_p, max_tokens=cap, seed=seed, stop=stop)
+                            top_p=top_p, top_k=top_k, max_tokens=cap, seed=seed, stop=stop)
     out = []
     for p, g in zip(parents, gens):
         usage[p.owner] += g.usage

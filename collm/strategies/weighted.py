@@ -25,12 +25,12 @@ class _Scored(Strategy):
                  verifier_options: dict | None = None):
         self.verifier = get_verifier(verifier, mode=mode, aggregation=aggregation, **(verifier_options or {}))
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
         prompts = self.prompts(prompts)
         ver = self.verifier if verifier is None else get_verifier(verifier)
         ver.check()  # a remote verifier that cannot answer fails before any generation
         ns = per_prompt(n, len(prompts))
-        gens = sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p,
+        gens = sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, top_k=top_k,
                               max_tokens=max_tokens, seed=seed)
         answers = [extract_all(g.completions, task) for g in gens]
         # one verifier call for every answered sample of every prompt
