@@ -20,7 +20,7 @@ from collm.errors import CollmError
 from collm.prompts import Prompt
 
 
-def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m", stop_field=None):
+def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m", stop_field=None, top_k_ok=True):
     """An OpenAI-compatible double: completion j of a request says "answer \\boxed{seed+j}" in 3 tokens."""
     app = FastAPI()
     app.state.requests = []
@@ -38,6 +38,8 @@ def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m"
             return JSONResponse({"error": {"message": fail[1]}}, status_code=fail[0])
         if body.get("logprobs") and not logprobs_ok:
             return JSONResponse({"error": {"message": "logprobs not supported"}}, status_code=400)
+        if "top_k" in body and not top_k_ok:  # as OpenAI's own API: an unknown field is refused
+            return JSONResponse({"error": {"message": "Unrecognized request argument supplied: top_k"}}, status_code=400)
         if delay:  # a slow upstream that notices when its client hangs up
             import asyncio
 
@@ -148,6 +150,23 @@ def test_logprobs_refused_retries_without_and_counts_tokens_from_usage():
             b.close()
         assert b._logprobs == [False]
         assert [c.tokens for c in g.completions] == [3, 3] and g.completions[0].token_logprobs == []
+
+
+@pytest.mark.parametrize("top_k_ok", [True, False])
+def test_top_k_is_sent_where_the_upstream_takes_it_and_dropped_where_refused(top_k_ok):
+    with Served(fake_upstream(top_k_ok=top_k_ok)) as up:
+        b = RemoteBackend(up.url, params=1)
+        try:
+            g = b.generate(["q?"], n=2, temperature=0.8, max_tokens=8, top_k=50)[0]
+            b.generate(["q?"], n=2, temperature=0.8, max_tokens=8, top_k=50)
+            b.generate(["q?"], n=2, temperature=0.8, max_tokens=8)  # top_k 0: the field is not sent
+        finally:
+            b.close()
+        assert len(g.completions) == 2
+        sent = [r.get("top_k") for r in up.app.state.requests]
+        # refused: asked once with it, then again without, and never again
+        assert sent == ([50, 50, None] if top_k_ok else [50, None, None, None])
+        assert b._top_k == [top_k_ok]
 
 
 def test_load_balancing_and_failover():

@@ -114,6 +114,7 @@ class RemoteBackend(Backend):
                          for u in self.urls]
         self._multi_n: list[bool | None] = [None] * len(self.urls)  # None: not known yet
         self._logprobs = [bool(logprobs)] * len(self.urls)
+        self._top_k = [True] * len(self.urls)  # False once an upstream refuses the top_k field
         self._busy = [0] * len(self.urls)
         self._down_until = [0.0] * len(self.urls)
         self._rr = itertools.count()
@@ -197,23 +198,46 @@ class RemoteBackend(Backend):
 
     # ---- generation ----
     async def _chat(self, i: int, prompt: Prompt, n: int, seed: int | None, kw: dict):
-        import openai
-
         messages = prompt.messages()
         kw = dict(kw)
-        extra = {"top_k": kw.pop("top_k")} if kw.get("top_k") else {}  # not in OpenAI's schema: vLLM, SGLang, llama.cpp read it
+        top_k = kw.pop("top_k", 0)
+        # top_k is not in OpenAI's schema: vLLM, SGLang and the llama.cpp server read it
+        extra = {"top_k": top_k} if top_k and self._top_k[i] else {}
         if prompt.assistant_prefix:
             messages.append({"role": "assistant", "content": prompt.assistant_prefix})
             extra.update({"continue_final_message": True, "add_generation_prompt": False})
         args = dict(model=await self._model_name(i), messages=messages, n=n, seed=seed, extra_body=extra or None, **kw)
         args = {k: v for k, v in args.items() if v is not None}  # unset, not null: some servers refuse nulls
-        if self._logprobs[i]:
+        return await self._create(i, args)
+
+    async def _create(self, i: int, args: dict):
+        """One chat request, with log-probs and top_k where the upstream takes
+        them. An upstream that answers 400 is asked again without top_k, then
+        without log-probs, then without both; the first that works says which
+        field it refuses, and that field is left out from then on."""
+        import openai
+
+        top_k = (args.get("extra_body") or {}).get("top_k")
+        lp = self._logprobs[i]
+        tries = [(lp, top_k)] + ([(lp, None)] if top_k else []) + ([(False, top_k)] if lp else []) + \
+            ([(False, None)] if top_k and lp else [])
+        for j, (use_lp, use_k) in enumerate(tries):
+            extra = {k: v for k, v in (args.get("extra_body") or {}).items() if k != "top_k" or use_k}
+            a = {**args, "extra_body": extra or None}
+            a = {k: v for k, v in a.items() if v is not None}
             try:
                 # top_logprobs=1: the llama.cpp server returns no logprobs without it
-                return await self._clients[i].chat.completions.create(logprobs=True, top_logprobs=1, **args)
+                r = await self._clients[i].chat.completions.create(
+                    **(dict(logprobs=True, top_logprobs=1) if use_lp else {}), **a)
             except openai.BadRequestError:
+                if j == len(tries) - 1:
+                    raise
+                continue
+            if lp and not use_lp:
                 self._logprobs[i] = False  # this upstream refuses logprobs: ask without from now on
-        return await self._clients[i].chat.completions.create(**args)
+            if top_k and not use_k:
+                self._top_k[i] = False  # and this one top_k: it samples from its own default
+            return r
 
     async def _generate_one(self, i: int, prompt: Prompt, n: int, seed: int | None, kw: dict) -> Generation:
         responses = []
