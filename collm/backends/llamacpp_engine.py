@@ -338,12 +338,13 @@ def _pick(logits: np.ndarray, temperature: float, top_p: float, rng, top_k: int 
     lse = mx[:, 0] + np.log(z.sum(1))
     if temperature == 0:
         tok = logits.argmax(1)
+    elif 0 < top_k < logits.shape[1]:  # draw among each row's k most likely tokens only
+        head = np.argpartition(logits, -int(top_k), axis=1)[:, -int(top_k):]
+        w = np.exp((np.take_along_axis(logits, head, 1) - mx) / temperature)
+        tok = np.take_along_axis(head, np.array([[_draw(row, top_p, rng)] for row in w]), 1)[:, 0]
     else:
         if temperature != 1.0:
             z = np.exp((logits - mx) / temperature)
-        if 0 < top_k < logits.shape[1]:
-            kth = np.partition(logits, -int(top_k), axis=1)[:, -int(top_k)][:, None]
-            z = np.where(logits >= kth, z, 0.0)
         tok = np.array([_draw(row, top_p, rng) for row in z])
     return tok, logits[np.arange(len(tok)), tok] - lse
 

@@ -263,9 +263,8 @@ class RemoteBackend(Backend):
                         top_p: float = 1.0, max_tokens: int = 256, seed: int | None = None,
                         stop: Sequence[str] | None = None, top_k: int = 0) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        kw = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop) if stop else None)
-        if top_k:
-            kw["top_k"] = int(top_k)
+        kw = dict(temperature=temperature, top_p=top_p, top_k=int(top_k), max_tokens=max_tokens,
+                  stop=list(stop) if stop else None)
         coro = asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))
         return await self._await_here(coro)
 
@@ -273,9 +272,8 @@ class RemoteBackend(Backend):
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
                  cancel: threading.Event | None = None, top_k: int = 0) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        kw = dict(temperature=temperature, top_p=top_p, max_tokens=max_tokens, stop=list(stop) if stop else None)
-        if top_k:
-            kw["top_k"] = int(top_k)
+        kw = dict(temperature=temperature, top_p=top_p, top_k=int(top_k), max_tokens=max_tokens,
+                  stop=list(stop) if stop else None)
 
         async def work():
             return await asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))
