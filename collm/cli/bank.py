@@ -1,5 +1,7 @@
 """`collm bank build`: sample a dataset into a bank (resumable);
-`collm bank info`: a bank's header and size."""
+`collm bank join`: banks of the same problems drawn with different seeds,
+joined into one with more samples per problem; `collm bank info`: a bank's
+header and size."""
 
 from __future__ import annotations
 
@@ -31,6 +33,9 @@ def add_parser(sub):
     b.add_argument("--keep-text", action="store_true",
                    help="store every sample's text in the bank (field t), for verifiers that read it")
     b.add_argument("--quiet", action="store_true", help="no progress bar")
+    j = bsub.add_parser("join", help="join banks of the same rows drawn with different seeds (K adds up)")
+    j.add_argument("files", nargs="+", metavar="BANK")
+    j.add_argument("--out", required=True, help="the joined bank (a new file)")
     i = bsub.add_parser("info", help="print a bank's header, problems and K")
     i.add_argument("file")
     p.set_defaults(_bank_parser=p)
@@ -46,6 +51,18 @@ def run(args) -> int:
         bank = load_bank(args.file)
         print(json.dumps({"path": bank.path, "problems": len(bank), "k": bank.k,
                           "rows": [bank.problems[0].i, bank.problems[-1].i], "header": bank.header}, indent=2))
+        return 0
+    if args.bank_command == "join":
+        from collm.bank.format import load_bank
+        from collm.bank.join import join_banks, write_bank
+
+        bank, left_out = join_banks([load_bank(f) for f in args.files])
+        write_bank(bank, args.out)
+        if left_out:
+            print(f"{len(left_out)} row(s) not in every bank were left out: {left_out[:10]}"
+                  f"{' ...' if len(left_out) > 10 else ''}", file=sys.stderr)
+        print(f"{args.out}: {len(bank)} problems, K = {bank.k} (seeds {bank.header['sampling']['seed']})",
+              file=sys.stderr)
         return 0
     if args.bank_command != "build":
         args._bank_parser.print_help(sys.stderr)
