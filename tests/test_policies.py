@@ -166,3 +166,28 @@ def test_group_scorer_round_trips_and_refuses_other_features():
     old = {**sc.to_dict(), "features": ["bias", "share"]}
     with pytest.raises(CollmError, match="calibrate it again"):
         GroupScorer.from_dict(old)
+
+
+def test_cross_validate_per_problem_figures_average_to_its_summary():
+    view = BankView(random_bank(3, P=12, K=8))
+    cv = cross_validate(view, "early-stop", samples=4, seeds=(0, 1), splits=(0, 1), per_problem=True)
+    pp = cv["per_problem"]
+    assert len(pp["correct"]) == len(pp["flops"]) == 12
+    # every problem is held out once per split, so the plain mean is the summary
+    assert np.mean(pp["correct"]) == pytest.approx(cv["accuracy"])
+    assert np.mean(pp["flops"]) == pytest.approx(cv["flops"])
+
+
+def test_ratio_interval_is_exact_for_a_policy_at_half_the_cost_and_counts_misses():
+    from collm.allocation.evaluate import ratio_interval
+
+    rng = np.random.default_rng(0)
+    uc = rng.random((30, 1)) < 0.5
+    uf = rng.uniform(1, 3, (30, 1))
+    half = [{"per_problem": {"correct": uc[:, 0].astype(float).tolist(), "flops": (uf[:, 0] / 2).tolist()}}]
+    r = ratio_interval(half, uc.astype(float), uf, 0, n_boot=200)
+    assert r["ratio"] == pytest.approx(2.0) and r["lo"] == pytest.approx(2.0) and r["hi"] == pytest.approx(2.0)
+    assert r["reached"] == 1.0
+    worse = [{"per_problem": {"correct": np.zeros(30).tolist(), "flops": (uf[:, 0] / 2).tolist()}}]
+    r = ratio_interval(worse, uc.astype(float), uf, 0, n_boot=200)
+    assert r["ratio"] == 0.0 and r["reached"] < 0.01

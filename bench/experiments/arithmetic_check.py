@@ -1,22 +1,26 @@
 """Does the arithmetic check (collm.verifiers.arithmetic) pay, and does the
 shipped allocation policy hold on GSM8K problems it never saw? An experiment
-on a bank that keeps its samples' texts:
+on a bank that keeps its samples' texts, GSM8K rows 640+ (the shared bank
+holds rows 0-639), built on a CPU in two halves of 16 samples and joined:
 
-    collm bank build --model qwen2.5-coder-0.5b --engine llamacpp --dataset gsm8k --offset 640 --limit 400 \\
-        --k 16 --max-tokens 400 --keep-text --out bench/results/gsm8k_heldout_qwen05b_k16.jsonl
-    python bench/experiments/arithmetic_check.py --bank bench/results/gsm8k_heldout_qwen05b_k16.jsonl
+    collm bank build --model qwen2.5-coder-0.5b --engine llamacpp --dataset gsm8k --offset 640 --limit 68 \
+        --k 16 --max-tokens 400 --keep-text --seed 0 --out bench/results/gsm8k_heldout_qwen05b_k16.jsonl
+    (the same with --seed 1 --out bench/results/gsm8k_heldout_qwen05b_k16_seed1.jsonl)
+    collm bank join bench/results/gsm8k_heldout_qwen05b_k16.jsonl bench/results/gsm8k_heldout_qwen05b_k16_seed1.jsonl \
+        --out bench/results/gsm8k_heldout_qwen05b_k32.jsonl
+    python bench/experiments/arithmetic_check.py --bank bench/results/gsm8k_heldout_qwen05b_k32.jsonl
 
-(the build resumes where it stopped; the report uses whatever problems the
-file holds). It writes bench/results/arithmetic_check.md:
+(builds resume where they stopped; the report uses whatever problems the
+file holds, any K). It writes bench/results/arithmetic_check.md:
 
 1. per sample: how often a sample with an arithmetic slip is right, against
    one whose equations all hold, and one with nothing the check can read;
 2. answer selection at greedy + n - 1 samples: majority vote, the learned
    group scorer without texts, and with the check's two features
-   (two-fold CV, 2 splits x 4 draw orders);
+   (two-fold CV, splits x draw orders);
 3. the marginal policy, fitted on one half with and without texts, against
    uniform majority-of-n on the other half (two-fold CV), and the compute
-   each needs to match uniform maj@16 (the bank's K);
+   each needs to match uniform maj@16 and maj@K;
 4. the shipped default policy (fitted on GSM8K rows 0-639 of the shared bank)
    replayed on these rows 640+: the held-out check.
 """
@@ -39,7 +43,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from allocation import learned_uniform, reach  # noqa: E402
 
 from collm.allocation import BankView  # noqa: E402
-from collm.allocation.evaluate import cross_validate, policy_report, uniform_points  # noqa: E402
+from collm.allocation.evaluate import (cross_validate, policy_report, ratio_interval, uniform_per_problem,  # noqa: E402
+                                       uniform_points)
 from collm.allocation.live import default_policy_path  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.bank.format import Bank  # noqa: E402
@@ -47,7 +52,7 @@ from collm.answers import get_task  # noqa: E402
 from collm.answers.program import program_answer, python_blocks  # noqa: E402
 from collm.verifiers.arithmetic import check_arithmetic  # noqa: E402
 
-BUDGETS = (2, 3, 4, 6, 8, 10, 12)
+BUDGETS = (2, 3, 4, 6, 8, 10, 12, 16)
 SHARED = "/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl"
 
 
@@ -110,9 +115,27 @@ def sample_table(bank: Bank) -> list[str]:
     return out
 
 
+def build_commands(bank: Bank, path: str) -> str:
+    """The commands that made the bank, from its header."""
+    head, name = bank.header, Path(path).name
+    sp = head["sampling"]
+    rows = f"--offset {bank.problems[0].i} --limit {bank.problems[-1].i - bank.problems[0].i + 1}"
+    seeds = sp["seed"] if isinstance(sp["seed"], list) else [sp["seed"]]
+    k_each = sp["k"] // len(seeds)
+    build = (f"`collm bank build --model qwen2.5-coder-0.5b --engine llamacpp --dataset gsm8k {rows} --k {k_each} "
+             f"--max-tokens {sp['max_tokens']} --keep-text --seed {{seed}} --out {{out}}`")
+    if "joined_from" not in head:
+        return build.format(seed=seeds[0], out=f"bench/results/{name}") + \
+            f", then `python bench/experiments/arithmetic_check.py --bank bench/results/{name}`."
+    parts = [build.format(seed=s, out=f"bench/results/{f}") for s, f in zip(seeds, head["joined_from"])]
+    return ("; ".join(parts) + "; `collm bank join " + " ".join(f"bench/results/{f}" for f in head["joined_from"])
+            + f" --out bench/results/{name}`; then `python bench/experiments/arithmetic_check.py --bank "
+            f"bench/results/{name}`.")
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bank", default=str(ROOT / "bench/results/gsm8k_heldout_qwen05b_k16.jsonl"))
+    ap.add_argument("--bank", default=str(ROOT / "bench/results/gsm8k_heldout_qwen05b_k32.jsonl"))
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--splits", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench/results/arithmetic_check"))
@@ -124,7 +147,7 @@ def main():
     view, view_plain, view_prog = BankView(bank), BankView(plain), BankView(prog)
     seeds, splits = list(range(args.seeds)), range(args.splits)
     K = view.K
-    ns = [n for n in (1, 2, 4, 8, 16) if n <= K]
+    ns = [n for n in (1, 2, 4, 8, 16, 32) if n <= K]
     res: dict = {"problems": len(bank), "k": K}
 
     res["uniform"] = uniform_points(view, range(20))
@@ -133,8 +156,14 @@ def main():
     res["scorer_plain"] = learned_uniform(view_plain, seeds, splits, ns)
     res["scorer_prog"] = learned_uniform(view_prog, seeds, splits, ns)
     for name, v in (("marginal_text", view), ("marginal_plain", view_plain), ("marginal_prog", view_prog)):
-        res[name] = [{**cross_validate(v, "marginal", samples=b, seeds=seeds, splits=splits), "budget": b}
-                     for b in BUDGETS if b < K]
+        res[name] = [{**cross_validate(v, "marginal", samples=b, seeds=seeds, splits=splits, per_problem=True),
+                      "budget": b} for b in BUDGETS if b < K]
+    refs = sorted({min(16, K), K})
+    uc, uf = uniform_per_problem(view, refs)
+    ucp, ufp = uniform_per_problem(view_prog, refs)
+    res["intervals"] = {f"{name}:{ans}:{n}": ratio_interval(res[name], c, f, j)
+                        for name in ("marginal_plain", "marginal_text", "marginal_prog")
+                        for ans, c, f in (("text", uc, uf), ("program", ucp, ufp)) for j, n in enumerate(refs)}
     shipped = default_policy_path(bank.model)
     rep = policy_report(plain, shipped, seeds=range(8))
     res["shipped"] = {k: rep[k] for k in ("accuracy", "samples", "flops", "ratio_to_uniform", "ratio_bound")}
@@ -150,11 +179,9 @@ def main():
              f"{head.get('model', {}).get('name')} GGUF Q4_K_M on llama.cpp (the shared bank was sampled from the same "
              f"file under transformers, bf16), T = {head['sampling']['temperature']}, max {view.max_tokens} tokens, "
              "texts kept.", "",
-             f"Commands: `collm bank build --model qwen2.5-coder-0.5b --engine llamacpp --dataset gsm8k --offset 640 "
-             f"--limit 400 --k {K} --max-tokens 400 --keep-text --out bench/results/{Path(args.bank).name}` "
-             f"(stopped after {len(bank)} problems), then `python bench/experiments/arithmetic_check.py`.  ",
-             f"Machine: 2-core CPU, no GPU; about a minute per problem to sample, {time.time() - t0:.0f} s for this "
-             f"report. Date: {time.strftime('%Y-%m-%d')}.", "",
+             "Commands: " + build_commands(bank, args.bank) + "  ",
+             f"Machine: 2-core CPU, no GPU; about 75 s per problem per 16 samples to sample, {time.time() - t0:.0f} s "
+             f"for this report ({args.splits} splits x {args.seeds} draw orders). Date: {time.strftime('%Y-%m-%d')}.", "",
              "## 1. What a slip says about a sample", ""] + sample_table(bank)
     lines += ["", "## 1b. Running the sample's own Python", ""] + code_table(bank, prog)
     lines += ["", "## 2. Choosing the answer (uniform allocation: greedy pass + n - 1 samples)", "",
@@ -175,28 +202,47 @@ def main():
     for a, b, c in zip(res["marginal_plain"], res["marginal_text"], res["marginal_prog"]):
         lines.append(f"| {a['budget']} | {a['accuracy']:.3f} | {a['flops']:.3g} | {b['accuracy']:.3f} | {b['flops']:.3g} | "
                      f"{c['accuracy']:.3f} | {c['flops']:.3g} |")
-    top, topp = uni[K], unip[K]
-    lines += ["", f"Compute to match uniform maj@{K}: with the texts' own answers ({top['accuracy']:.3f} at "
-              f"{top['flops']:.3g} FLOPs/problem) and with program answers ({topp['accuracy']:.3f} at "
-              f"{topp['flops']:.3g}). Ratio = uniform's FLOPs / the policy's FLOPs at that accuracy (linear "
-              "between budget points; '>=' where the policy's cheapest point is already above it).", "",
-              f"| policy | FLOPs at maj@{K} acc. | ratio | FLOPs at program maj@{K} acc. | ratio |",
-              "|---|---:|---:|---:|---:|"]
-    for label, pts in (("uniform allocation + learned scorer", res["scorer_plain"]),
-                       ("uniform allocation + scorer with the check", res["scorer_text"]),
-                       ("uniform allocation + scorer with the check, program answers", res["scorer_prog"]),
-                       ("marginal, learned scorer", res["marginal_plain"]),
-                       ("marginal, scorer with the check", res["marginal_text"]),
-                       ("marginal, scorer with the check, program answers", res["marginal_prog"])):
-        row = f"| {label} |"
-        for ref in (top, topp):
-            f = reach(pts, ref["accuracy"])
-            low = min(p["flops"] for p in pts)
-            bound = ">=" if f is not None and f <= low and min(pts, key=lambda p: p["flops"])["accuracy"] > ref["accuracy"] else ""
-            row += " not reached | - |" if f is None else f" {f:.3g} | {bound}{ref['flops'] / f:.2f}x |"
-        lines.append(row)
+    lines += ["", "Compute to match uniform majority: ratio = uniform's FLOPs / the policy's FLOPs at that accuracy "
+              "(linear between budget points; '>=' where the policy's cheapest point is already above it). "
+              "'Text answers': the baseline votes over the answers the samples state; 'program answers': over what "
+              "their Python prints where it prints a number (a stronger baseline).", ""]
+    for n in refs:
+        top, topp = uni[n], unip[n]
+        lines += [f"Uniform maj@{n}: {top['accuracy']:.3f} with text answers, {topp['accuracy']:.3f} with program "
+                  f"answers, at {top['flops']:.3g} FLOPs/problem.", "",
+                  f"| policy | FLOPs at maj@{n} acc. | ratio | FLOPs at program maj@{n} acc. | ratio |",
+                  "|---|---:|---:|---:|---:|"]
+        for label, pts in (("uniform allocation + learned scorer", res["scorer_plain"]),
+                           ("uniform allocation + scorer with the check", res["scorer_text"]),
+                           ("uniform allocation + scorer with the check, program answers", res["scorer_prog"]),
+                           ("marginal, learned scorer", res["marginal_plain"]),
+                           ("marginal, scorer with the check", res["marginal_text"]),
+                           ("marginal, scorer with the check, program answers", res["marginal_prog"])):
+            row = f"| {label} |"
+            for ref in (top, topp):
+                f = reach(pts, ref["accuracy"])
+                low = min(p["flops"] for p in pts)
+                bound = ">=" if f is not None and f <= low and min(pts, key=lambda p: p["flops"])["accuracy"] > ref["accuracy"] else ""
+                row += " not reached | - |" if f is None else f" {f:.3g} | {bound}{ref['flops'] / f:.2f}x |"
+            lines.append(row)
+        lines.append("")
+    lines += ["How sure: a paired bootstrap over problems (2,000 resamples of the held-out figures; uniform and "
+              "policy on the same resampled problems), 90% interval of the ratio; a resample where the policy never "
+              "reaches uniform's accuracy counts as 0.", "",
+              "| policy | " + " | ".join(f"vs maj@{n}, text | vs maj@{n}, program" for n in refs) + " |",
+              "|---|" + "---:|" * (2 * len(refs))]
+    for name, label in (("marginal_plain", "marginal, learned scorer"), ("marginal_text", "marginal, + check"),
+                        ("marginal_prog", "marginal, + check + program answers")):
+        cells = []
+        for n in refs:
+            for ans in ("text", "program"):
+                r = res["intervals"][f"{name}:{ans}:{n}"]
+                cells.append(f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    top = uni[K]
     A = view.A
-    lines += ["", f"This bank: greedy accuracy {A['greedy_ok'].mean():.3f}, mean pass@1 {A['ok'].mean():.3f}, "
+    lines += [f"This bank: greedy accuracy {A['greedy_ok'].mean():.3f}, mean pass@1 {A['ok'].mean():.3f}, "
               f"pass@{K} {A['ok'].any(1).mean():.3f}, uniform maj@{K} {top['accuracy']:.3f}."]
     if Path(SHARED).is_file():
         sv = BankView(load_bank(SHARED))

@@ -35,30 +35,81 @@ def compute_ratio(points: list[dict], accuracy: float, flops: float) -> dict:
     return {"ratio": need / flops, "bound": "=", "uniform_flops": need}
 
 
-def two_fold(view: BankView, splits=(0,)):
-    """(fit half, test half) for each random split and each of its two folds."""
-    P = len(view)
+def fold_indices(P: int, splits=(0,)):
+    """(fit indices, test indices) for each random split of P problems and each of its two folds."""
     for sp in splits:
         perm = np.random.default_rng(sp).permutation(P)
         halves = [np.sort(perm[: P // 2]), np.sort(perm[P // 2:])]
         for f in range(2):
-            yield view.subset(halves[f]), view.subset(halves[1 - f])
+            yield halves[f], halves[1 - f]
+
+
+def two_fold(view: BankView, splits=(0,)):
+    """(fit half, test half) for each random split and each of its two folds."""
+    for fit, test in fold_indices(len(view), splits):
+        yield view.subset(fit), view.subset(test)
 
 
 def cross_validate(view: BankView, kind: str, samples: float | None = None, flops: float | None = None,
-                   seeds=EVAL_SEEDS, splits=(0,), params: dict | None = None, progress=None) -> dict:
-    """Two-fold cross-validated figures of policy `kind` calibrated to the budget."""
+                   seeds=EVAL_SEEDS, splits=(0,), params: dict | None = None, progress=None,
+                   per_problem: bool = False) -> dict:
+    """Two-fold cross-validated figures of policy `kind` calibrated to the budget.
+    per_problem=True adds each problem's mean correctness and FLOPs over the
+    replays where it was held out (for bootstrap intervals over problems)."""
     runs = []
-    for fit_v, test_v in two_fold(view, splits):
+    P = len(view)
+    cor, fl, cnt = np.zeros(P), np.zeros(P), np.zeros(P)
+    for fit, test in fold_indices(P, splits):
+        fit_v, test_v = view.subset(fit), view.subset(test)
         pol = get_policy(kind, **(params or {})).fit(fit_v, samples=samples, flops=flops)
         cap = test_v.budget(samples=samples, flops=flops)  # the budget is a hard cap on the held-out half
-        runs += [replay(pol, test_v, s, cap) for s in seeds]
+        new = [replay(pol, test_v, s, cap) for s in seeds]
+        for r in new:
+            cor[test] += r["correct"]
+            fl[test] += r["flops"]
+            cnt[test] += 1
+        runs += new
         if progress:
             progress()
     out = summary(runs)
     out["folds"] = 2 * len(splits)
     out["seeds"] = len(seeds)
+    if per_problem:
+        out["per_problem"] = {"correct": (cor / cnt).tolist(), "flops": (fl / cnt).tolist()}
     return out
+
+
+def uniform_per_problem(view: BankView, ks, seeds=range(20)) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform majority-of-k per problem: (correct [P, len(ks)] averaged over
+    draw orders, FLOPs [P, len(ks)] with the prompt counted)."""
+    cor, tok = bank_eval.replay(view.bank, ks, list(seeds))
+    prompt = view.A["prompt_tokens"][:, None]
+    return cor.mean(axis=0), 2.0 * view.params * (prompt + tok.mean(axis=0))
+
+
+def ratio_interval(policy_points: list[dict], uni_correct: np.ndarray, uni_flops: np.ndarray, col: int,
+                   n_boot: int = 2000, level: float = 0.9, seed: int = 0) -> dict:
+    """Paired percentile bootstrap over problems of the compute ratio at
+    uniform's accuracy: uniform's FLOPs at column `col` (e.g. maj@32) over the
+    policy's FLOPs to reach the same accuracy on the same resampled problems
+    (policy curve from cross_validate(per_problem=True) points, linear between
+    them). A resample where the policy never reaches uniform counts as ratio 0.
+    Returns {"ratio": point estimate, "lo", "hi", "reached": share of resamples}."""
+    pc = np.array([p["per_problem"]["correct"] for p in policy_points])  # [B, P]
+    pf = np.array([p["per_problem"]["flops"] for p in policy_points])
+    P = pc.shape[1]
+
+    def one(idx) -> float:
+        acc, fl = pc[:, idx].mean(axis=1), pf[:, idx].mean(axis=1)
+        pts = sorted(({"accuracy": a, "flops": f} for a, f in zip(acc, fl)), key=lambda p: p["flops"])
+        need = bank_eval.cost_to_reach(pts, float(uni_correct[idx, col].mean()), key="flops")
+        return 0.0 if need is None else float(uni_flops[idx, col].mean()) / need
+
+    rng = np.random.default_rng(seed)
+    boots = np.array([one(rng.integers(0, P, P)) for _ in range(n_boot)])
+    a = (1 - level) / 2
+    return {"ratio": one(np.arange(P)), "lo": float(np.quantile(boots, a)), "hi": float(np.quantile(boots, 1 - a)),
+            "reached": float((boots > 0).mean()), "level": level, "n_boot": n_boot}
 
 
 def policy_report(bank, policy_path, seeds=EVAL_SEEDS, params: int | None = None) -> dict:
