@@ -42,7 +42,7 @@ class Collm:
         if self._policy is None:
             from collm.allocation.live import load_policy_for
 
-            self._policy = load_policy_for(self.backend, self.policy_path)
+            self._policy = load_policy_for(self.backend, self.policy_path, self.task)
         return self._policy
 
     @property

@@ -191,3 +191,22 @@ def test_ratio_interval_is_exact_for_a_policy_at_half_the_cost_and_counts_misses
     worse = [{"per_problem": {"correct": np.zeros(30).tolist(), "flops": (uf[:, 0] / 2).tolist()}}]
     r = ratio_interval(worse, uc.astype(float), uf, 0, n_boot=200)
     assert r["ratio"] == 0.0 and r["reached"] < 0.01
+
+
+def test_program_tasks_prefer_a_policy_calibrated_on_program_answers(tmp_path, monkeypatch):
+    from collm.allocation import live
+
+    model = {"name": "toy", "sha256": "ab" * 32, "params": 1000}
+    files = []
+    for name, target in (("toy.json", {"samples": 4}), ("toy.program.json", {"samples": 4, "answers": "program"})):
+        f = tmp_path / name
+        f.write_text(json.dumps({"collm_policy": 1, "kind": "uniform", "model": model, "params": {"n": 4},
+                                 "state": {}, "target": target}))
+        files.append(f)
+    monkeypatch.setattr(live, "shipped_policies", lambda: sorted(files))
+    assert live.default_policy_path(model) == files[0]
+    assert live.default_policy_path(model, answers="program") == files[1]
+    monkeypatch.setattr(live, "shipped_policies", lambda: [files[1]])
+    assert live.default_policy_path(model) is None  # never a program policy for plain answers
+    monkeypatch.setattr(live, "shipped_policies", lambda: [files[0]])
+    assert live.default_policy_path(model, answers="program") == files[0]  # falls back to the plain one

@@ -51,26 +51,35 @@ def shipped_policies() -> list[Path]:
     return sorted(Path(str(p)) for p in root.iterdir() if str(p).endswith(".json"))
 
 
-def default_policy_path(model: dict, key: str = "collm_policy") -> Path | None:
+def default_policy_path(model: dict, key: str = "collm_policy", answers: str | None = None) -> Path | None:
     """The shipped policy calibrated for this model, if any: an allocation
-    policy, or with key="collm_strategy_policy" a per-bin strategy policy."""
+    policy, or with key="collm_strategy_policy" a per-bin strategy policy.
+    answers="program" prefers one calibrated on program answers (for
+    --execute-code) and falls back to the plain one; otherwise a policy that
+    needs program answers is never chosen."""
+    plain = program = None
     for p in shipped_policies():
         try:
             d = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue
         if isinstance(d, dict) and key in d and same_model(d.get("model", {}), model):
-            return p
-    return None
+            if (d.get("target") or {}).get("answers") == "program":
+                program = program or p
+            else:
+                plain = plain or p
+    return (program or plain) if answers == "program" else plain
 
 
-def load_policy_for(backend, path: str | None = None) -> Policy:
+def load_policy_for(backend, path: str | None = None, task=None) -> Policy:
     """A policy file for this backend's model (refused if made for another), or
-    the shipped default for the model, or the documented uncalibrated fallback."""
+    the shipped default for the model (the one calibrated on program answers
+    when `task` runs the samples' code), or the documented uncalibrated fallback."""
     model = backend_model(backend)
     if path not in (None, "", "default"):
         return load_policy(path, model=model)
-    found = default_policy_path(model)
+    program = task is not None and str(getattr(task, "name", task)).endswith("+program")
+    found = default_policy_path(model, answers="program" if program else None)
     if found is not None:
         return load_policy(found, model=model)
     pol = get_policy(FALLBACK["kind"], **FALLBACK["params"])

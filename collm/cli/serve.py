@@ -138,7 +138,7 @@ def build(args):
         backend = load_backend(args.model, args.engine)
         name = args.served_model_name or args.model or backend.name
         in_flight = args.max_in_flight or 1
-    policy = resolve_policy(args.policy, backend)
+    policy = resolve_policy(args.policy, backend, task_name(args))
     burst = args.burst or (60 * args.tokens_per_s if args.tokens_per_s else None)
     key_burst = args.key_burst or (60 * args.key_tokens_per_s if args.key_tokens_per_s else None)
     cfg = ServeConfig(model_name=name, api_keys=keys, default_n=args.default_n, max_n=args.max_n,

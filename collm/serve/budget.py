@@ -61,18 +61,19 @@ class ThresholdPolicy:
         return {"kind": "thresholds", "thresholds": list(self.thresholds), "budgets": list(self.budgets)}
 
 
-def resolve_policy(spec: str | None, backend=None):
+def resolve_policy(spec: str | None, backend=None, task: str | None = None):
     """The server's policy from --policy: "none" (or None) for the default N,
     "default" for the policy shipped for the backend's model (collm.allocation's
     uncalibrated fallback when there is none), or a JSON file: the thresholds
     form above, or any policy file collm.allocation writes (checked against the
-    backend's model)."""
+    backend's model). With a task that runs the samples' code (NAME+program),
+    "default" prefers the shipped policy calibrated on program answers."""
     if spec in (None, "", "none"):
         return None
     from collm.allocation.live import load_policy_for
 
     if spec == "default":
-        return load_policy_for(backend, None)
+        return load_policy_for(backend, None, task)
     spec_json = _read(spec)
     if isinstance(spec_json, dict) and spec_json.get("kind") == "thresholds":
         return load_policy(spec)
