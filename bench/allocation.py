@@ -24,7 +24,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collm.allocation import BankView  # noqa: E402
-from collm.allocation.evaluate import cross_validate, uniform_points  # noqa: E402
+from collm.allocation.evaluate import cross_validate, ratio_interval, uniform_per_problem, uniform_points  # noqa: E402
 from collm.bank import evaluate as bank_eval  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.difficulty import LearnedDifficulty, values  # noqa: E402
@@ -33,6 +33,7 @@ KINDS = ("early-stop", "schedule", "marginal-majority", "marginal")
 LABELS = {"marginal-majority": "marginal, plain majority vote", "marginal": "marginal, learned scorer"}
 VARIANTS = {"marginal-majority": ("marginal", {"aggregate": "majority"})}
 BUDGETS = (2, 3, 4, 6, 8, 10, 12, 16, 24)
+INTERVALS = ("marginal",)  # kinds whose compute ratio gets a bootstrap interval over problems
 REF_SEEDS = 20  # the uniform and oracle reference curves: cheap, so averaged over more draw orders
 
 
@@ -112,11 +113,14 @@ def main():
     view = BankView(bank)
     seeds = list(range(args.seeds))
     kinds = args.kinds.split(",")
-    todo = [(k, b) for k in kinds for b in BUDGETS if f"{k}:{b}" not in cache]
+    # the shipped kind keeps each problem's held-out figures too, for bootstrap intervals
+    todo = [(k, b) for k in kinds for b in BUDGETS
+            if f"{k}:{b}" not in cache or (k in INTERVALS and "per_problem" not in cache[f"{k}:{b}"])]
     for kind, b in tqdm(todo, desc="policies x budgets", file=sys.stderr):
         t = time.time()
         k, params = VARIANTS.get(kind, (kind, {}))
-        cv = cross_validate(view, k, samples=b, seeds=seeds, splits=range(args.splits), params=params)
+        cv = cross_validate(view, k, samples=b, seeds=seeds, splits=range(args.splits), params=params,
+                            per_problem=kind in INTERVALS)
         cache[f"{kind}:{b}"] = {**cv, "budget": b, "seconds": time.time() - t}
         cache_path.write_text(json.dumps(cache, indent=1))
     uni = uniform_points(view, range(REF_SEEDS))
@@ -137,7 +141,7 @@ def main():
              "run the greedy pass first and count it as a generation and a vote, and cut samples (400 tokens) "
              "never vote.", "",
              "Command: `python bench/allocation.py --bank /work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl`  ",
-             "Machine: 2-core CPU, no GPU (replay only: no model runs). Date: 2026-11-23.", "",
+             "Machine: 2-core CPU, no GPU (replay only: no model runs). Date: 2026-11-23 (bootstrap intervals: 2026-12-01).", "",
              "## Accuracy against compute", "",
              "| policy | budget (gens/problem) | accuracy | gens/problem | tokens/problem | FLOPs/problem | estimators' share |",
              "|---|---|---|---|---|---|---|"]
@@ -171,6 +175,15 @@ def main():
             f = reach(pts, acc)
             row += " not reached | - |" if f is None else f" {f:.3g} | {ref / f:.2f}x |"
         lines.append(row)
+    pts = [cache[f"marginal:{b}"] for b in BUDGETS if "per_problem" in cache.get(f"marginal:{b}", {})]
+    if pts:
+        uc, uf = uniform_per_problem(view, (16, 32), range(REF_SEEDS))
+        iv = [ratio_interval(pts, uc, uf, j) for j in range(2)]
+        lines += ["", "How sure (marginal, learned scorer): a paired bootstrap over problems (2,000 resamples of "
+                  "the held-out per-problem figures, uniform and policy on the same resampled problems) puts the "
+                  f"ratio at maj@16 at {iv[0]['ratio']:.2f}x, 90% interval [{iv[0]['lo']:.2f}, {iv[0]['hi']:.2f}], "
+                  f"and at maj@32 at {iv[1]['ratio']:.2f}x, 90% interval [{iv[1]['lo']:.2f}, {iv[1]['hi']:.2f}]."]
+
     def ratio(name, acc, ref):
         f = reach(curves.get(name, []), acc)
         return f"{ref / f:.2f}x" if f else "not reached"

@@ -137,7 +137,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bank", default=str(ROOT / "bench/results/gsm8k_heldout_qwen05b_k32.jsonl"))
     ap.add_argument("--seeds", type=int, default=4)
-    ap.add_argument("--splits", type=int, default=2)
+    ap.add_argument("--splits", type=int, default=4)
     ap.add_argument("--out", default=str(ROOT / "bench/results/arithmetic_check"))
     args = ap.parse_args()
     t0 = time.time()
