@@ -16,6 +16,7 @@ from collm.allocation.replay import BankView, replay, summary
 from collm.bank import evaluate as bank_eval
 from collm.bank.format import file_sha256
 from collm.errors import CollmError
+from collm.flops import inference_flops
 
 EVAL_SEEDS = (0, 1, 2, 3)
 
@@ -84,7 +85,7 @@ def uniform_per_problem(view: BankView, ks, seeds=range(20)) -> tuple[np.ndarray
     draw orders, FLOPs [P, len(ks)] with the prompt counted)."""
     cor, tok = bank_eval.replay(view.bank, ks, list(seeds))
     prompt = view.A["prompt_tokens"][:, None]
-    return cor.mean(axis=0), 2.0 * view.params * (prompt + tok.mean(axis=0))
+    return cor.mean(axis=0), inference_flops(view.params, prompt + tok.mean(axis=0))
 
 
 def ratio_interval(policy_points: list[dict], uni_correct: np.ndarray, uni_flops: np.ndarray, col: int,

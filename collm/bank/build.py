@@ -24,7 +24,7 @@ from pathlib import Path
 from collm import __version__
 from collm.answers import get_task
 from collm.backends.base import DEFAULT_TOP_K
-from collm.bank.format import FORMAT_VERSION, HEADER_KEY, parse_problem
+from collm.bank.format import FORMAT_VERSION, HEADER_KEY, encode_line, header_field, parse_problem
 from collm.errors import CollmError
 from collm.prompts import DEFAULT_SYSTEM, Prompt
 from collm.strategies.base import extract_all
@@ -58,21 +58,8 @@ def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: 
     return header
 
 
-def _get(d: dict, path: tuple):
-    for key in path:
-        d = d.get(key) if isinstance(d, dict) else None
-    return d
-
-
-def _old(header: dict, path: tuple):
-    """A field of an existing bank's header; banks written before collm had
-    top_k sampled from the whole vocabulary (top_k 0)."""
-    v = _get(header, path)
-    return 0 if v is None and path == ("sampling", "top_k") else v
-
-
 def _write_line(f, obj: dict) -> None:
-    f.write((json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8"))
+    f.write(encode_line(obj))
     f.flush()
     os.fsync(f.fileno())
 
@@ -101,7 +88,7 @@ def resume(f, path: Path, header: dict) -> set[int]:
         if ln == 1:
             if not isinstance(d, dict) or HEADER_KEY not in d:
                 raise CollmError(f"{path} exists and is not a bank built by collm (no header line); choose another --out")
-            diff = [".".join(p) for p in SAME if _old(d, p) != _get(header, p)]
+            diff = [".".join(p) for p in SAME if header_field(d, p) != header_field(header, p)]
             if diff:
                 raise CollmError(f"{path} was built with other settings ({', '.join(diff)} differ); "
                                  "use the same options to resume, or another --out")

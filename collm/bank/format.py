@@ -228,6 +228,21 @@ def parse_problem(d: dict, path="<bank>", line=0) -> BankProblem:
         raise CollmError(f"{path}:{line}: malformed problem ({e})") from None
 
 
+def header_field(header: dict, path: tuple):
+    """A header field by its path, e.g. ("sampling", "top_k"); None if absent.
+    Banks written before collm had top_k sampled from the whole vocabulary,
+    so a missing top_k reads 0."""
+    d = header
+    for key in path:
+        d = d.get(key) if isinstance(d, dict) else None
+    return 0 if d is None and path == ("sampling", "top_k") else d
+
+
+def encode_line(obj: dict) -> bytes:
+    """One line of a bank file."""
+    return (json.dumps(obj, ensure_ascii=False) + "\n").encode("utf-8")
+
+
 def problem_to_dict(p: BankProblem) -> dict:
     def s(x: BankSample):
         d = {"a": x.a, "ok": x.ok, "n": x.n, "lp": x.lp}

@@ -16,7 +16,7 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from collm.bank.format import Bank, problem_to_dict
+from collm.bank.format import Bank, encode_line, header_field, problem_to_dict
 from collm.errors import CollmError
 
 # header fields that must be equal for banks to be joined
@@ -25,14 +25,8 @@ SAME = (("model", "sha256"), ("model", "params"), ("dataset",), ("split",), ("pr
         ("extractor",), ("texts",))
 
 
-def _get(h: dict, path: tuple):
-    for k in path:
-        h = h.get(k) if isinstance(h, dict) else None
-    return h
-
-
 def _seeds(b: Bank) -> list:
-    s = _get(b.header, ("sampling", "seed"))
+    s = header_field(b.header, ("sampling", "seed"))
     return list(s) if isinstance(s, list) else [s]
 
 
@@ -41,12 +35,12 @@ def join_banks(banks: list[Bank]) -> tuple[Bank, list[int]]:
     if len(banks) < 2:
         raise CollmError("joining needs at least two banks")
     for b in banks:
-        if not _get(b.header, ("sampling",)):
+        if not header_field(b.header, ("sampling",)):
             raise CollmError(f"{b.path}: no sampling settings in its header; only banks that record them can be joined")
     first = banks[0]
     for b in banks[1:]:
         for path in SAME:
-            x, y = _get(first.header, path), _get(b.header, path)
+            x, y = header_field(first.header, path), header_field(b.header, path)
             if x != y:
                 raise CollmError(f"{first.path} and {b.path} differ in {'.'.join(path)} ({x!r} vs {y!r}); "
                                  "only draws from the same distribution can be joined")
@@ -86,10 +80,10 @@ def write_bank(bank: Bank, out: str | Path) -> None:
         raise CollmError(f"{out} exists; joining writes a new bank, choose another --out")
     tmp = out.with_name(out.name + ".part")
     try:
-        with open(tmp, "w") as f:
-            f.write(json.dumps(bank.header) + "\n")
+        with open(tmp, "wb") as f:
+            f.write(encode_line(bank.header))
             for p in bank.problems:
-                f.write(json.dumps(problem_to_dict(p)) + "\n")
+                f.write(encode_line(problem_to_dict(p)))
         os.replace(tmp, out)
     except OSError as e:
         raise CollmError(f"cannot write {out}: {e.strerror or e}") from None
