@@ -188,9 +188,24 @@ def test_ratio_interval_is_exact_for_a_policy_at_half_the_cost_and_counts_misses
     r = ratio_interval(half, uc.astype(float), uf, 0, n_boot=200)
     assert r["ratio"] == pytest.approx(2.0) and r["lo"] == pytest.approx(2.0) and r["hi"] == pytest.approx(2.0)
     assert r["reached"] == 1.0
+    assert r["at_target"] == 0.0 and ratio_interval(half, uc.astype(float), uf, 0, n_boot=50, target=2)["at_target"] == 1.0
     worse = [{"per_problem": {"correct": np.zeros(30).tolist(), "flops": (uf[:, 0] / 2).tolist()}}]
     r = ratio_interval(worse, uc.astype(float), uf, 0, n_boot=200)
     assert r["ratio"] == 0.0 and r["reached"] < 0.01
+
+
+def test_ratio_interval_narrows_when_projected_onto_more_problems():
+    from collm.allocation.evaluate import ratio_interval
+
+    rng = np.random.default_rng(1)
+    uc = (rng.random((60, 1)) < 0.5).astype(float)
+    uf = np.full((60, 1), 4.0)
+    pts = [{"per_problem": {"correct": (rng.random(60) < q).astype(float).tolist(), "flops": np.full(60, f).tolist()}}
+           for q, f in ((0.3, 1.0), (0.6, 2.0))]  # a noisy policy: its ratio varies between resamples
+    own = ratio_interval(pts, uc, uf, 0, n_boot=300)
+    big = ratio_interval(pts, uc, uf, 0, n_boot=300, size=600)
+    assert own["size"] == 60 and big["size"] == 600 and big["ratio"] == own["ratio"]
+    assert big["hi"] - big["lo"] < (own["hi"] - own["lo"]) / 2
 
 
 def test_program_tasks_prefer_a_policy_calibrated_on_program_answers(tmp_path, monkeypatch):

@@ -89,13 +89,20 @@ def uniform_per_problem(view: BankView, ks, seeds=range(20)) -> tuple[np.ndarray
 
 
 def ratio_interval(policy_points: list[dict], uni_correct: np.ndarray, uni_flops: np.ndarray, col: int,
-                   n_boot: int = 2000, level: float = 0.9, seed: int = 0) -> dict:
+                   n_boot: int = 2000, level: float = 0.9, seed: int = 0, target: float = 4.0,
+                   size: int | None = None) -> dict:
     """Paired percentile bootstrap over problems of the compute ratio at
     uniform's accuracy: uniform's FLOPs at column `col` (e.g. maj@32) over the
     policy's FLOPs to reach the same accuracy on the same resampled problems
     (policy curve from cross_validate(per_problem=True) points, linear between
     them). A resample where the policy never reaches uniform counts as ratio 0.
-    Returns {"ratio": point estimate, "lo", "hi", "reached": share of resamples}."""
+
+    `size` draws resamples of that many problems instead of as many as there
+    are: a projection of how wide the interval would be on a bank that many
+    problems long, if its problems were like these.
+    Returns {"ratio": point estimate, "lo", "hi", "reached": share of resamples
+    where the policy gets there at all, "at_target": share where the ratio is
+    at least `target`}."""
     pc = np.array([p["per_problem"]["correct"] for p in policy_points])  # [B, P]
     pf = np.array([p["per_problem"]["flops"] for p in policy_points])
     P = pc.shape[1]
@@ -107,10 +114,11 @@ def ratio_interval(policy_points: list[dict], uni_correct: np.ndarray, uni_flops
         return 0.0 if need is None else float(uni_flops[idx, col].mean()) / need
 
     rng = np.random.default_rng(seed)
-    boots = np.array([one(rng.integers(0, P, P)) for _ in range(n_boot)])
+    boots = np.array([one(rng.integers(0, P, size or P)) for _ in range(n_boot)])
     a = (1 - level) / 2
     return {"ratio": one(np.arange(P)), "lo": float(np.quantile(boots, a)), "hi": float(np.quantile(boots, 1 - a)),
-            "reached": float((boots > 0).mean()), "level": level, "n_boot": n_boot}
+            "reached": float((boots > 0).mean()), "at_target": float((boots >= target - 1e-9).mean()),
+            "target": target, "level": level, "n_boot": n_boot, "size": size or P}
 
 
 def policy_report(bank, policy_path, seeds=EVAL_SEEDS, params: int | None = None) -> dict:
