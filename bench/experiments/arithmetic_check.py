@@ -234,7 +234,7 @@ def main():
     lines += ["How sure: a paired bootstrap over problems (2,000 resamples of the held-out figures; uniform and "
               "policy on the same resampled problems), 90% interval of the ratio; a resample where the policy never "
               "reaches uniform's accuracy counts as 0; after the interval, the share of resamples where it gets "
-              "there at all, and the share where the ratio is 4x or more (the issue's target).", "",
+              "there at all, and the share where the ratio is 4x or more (collm's target).", "",
               "| policy | " + " | ".join(f"vs maj@{n}, text | vs maj@{n}, program" for n in refs) + " |",
               "|---|" + "---:|" * (2 * len(refs))]
     for name, label in (("marginal_plain", "marginal, learned scorer"), ("marginal_text", "marginal, + check"),
