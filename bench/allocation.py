@@ -183,7 +183,7 @@ def main():
                   "the held-out per-problem figures, uniform and policy on the same resampled problems) puts the "
                   f"ratio at maj@16 at {iv[0]['ratio']:.2f}x, 90% interval [{iv[0]['lo']:.2f}, {iv[0]['hi']:.2f}], "
                   f"and at maj@32 at {iv[1]['ratio']:.2f}x, 90% interval [{iv[1]['lo']:.2f}, {iv[1]['hi']:.2f}]; "
-                  f"the ratio at maj@32 is 4x or more in {iv[1]['at_target']:.0%} of the resamples."]
+                  f"the ratio at maj@32 is {iv[1]['target']:g}x or more in {iv[1]['at_target']:.0%} of the resamples."]
 
     def ratio(name, acc, ref):
         f = reach(curves.get(name, []), acc)

@@ -244,7 +244,7 @@ def main():
             for ans in ("text", "program"):
                 r = res["intervals"][f"{name}:{ans}:{n}"]
                 cells.append(f"{r['ratio']:.2f}x [{r['lo']:.2f}, {r['hi']:.2f}], {r['reached']:.0%}, "
-                             f">= 4x {r['at_target']:.0%}")
+                             f">= {r['target']:g}x {r['at_target']:.0%}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines.append("")
     if "projection" in res:
@@ -252,7 +252,7 @@ def main():
         lines += [f"A projection, not a measurement: resampling {HELDOUT_ROWS} problems (all the GSM8K test rows the "
                   f"shared bank keeps aside) from these {len(bank)}, the ratios of 'marginal, + check + program answers' "
                   f"against maj@{K} would have the 90% intervals [{t['lo']:.2f}, {t['hi']:.2f}] (text answers) and [{pr['lo']:.2f}, {pr['hi']:.2f}] "
-                  f"(program answers), at 4x or more in {t['at_target']:.0%} and {pr['at_target']:.0%} of resamples, "
+                  f"(program answers), at {t['target']:g}x or more in {t['at_target']:.0%} and {pr['at_target']:.0%} of resamples, "
                   "if the rows not yet sampled were like these.", ""]
     top = uni[K]
     A = view.A
