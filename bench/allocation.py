@@ -239,7 +239,7 @@ def main():
               "contested ones (pass rate 0.1-0.5) with AUC 0.73-0.76 only, which is why allocation adds little "
               "beyond the scorer. (3) The budget-10 point was added: maj@32's accuracy falls between budgets 8 and 12, and "
               "interpolating a concave curve linearly over that gap understated the policy.",
-              "- Two more attempts, both not kept (bench/experiments/, results in bench/results/): (4) a nonlinear "
+              "- Three more attempts, none kept (bench/experiments/, results in bench/results/): (4) a nonlinear "
               "value model: gradient-boosted trees (scikit-learn HistGradientBoostingClassifier) in place of each "
               "logistic value model, on the same features and folds, predict worse on held-out problems (ROC AUC "
               "0.777 and 0.811 for two settings against 0.815, log-loss 0.632 and 0.512 against 0.504: "
@@ -251,7 +251,11 @@ def main():
               "problem's feature comes from a probe fitted on it) it changes nothing at equal FLOPs: 0.386 at "
               "2.19e12 and 0.414 at 3.35e12 FLOPs per problem against 0.386 and 0.415 for the same policy without "
               "it, read off its curve at the same FLOPs (bench/results/hidden_state_prior.md). After the greedy pass "
-              "and a few samples the draws already say what the probe says.",
+              "and a few samples the draws already say what the probe says. (6) Not finishing long samples: a "
+              "lower max_tokens, a cap relative to the greedy pass's length, or short-m@k (stop once the first m "
+              "of k parallel samples finish). Each loses more accuracy than its FLOPs saving is worth: long "
+              "solutions belong to the hard problems, and within a problem a sample's length barely says whether "
+              "it is right (bench/results/token_cap.md).",
               ]
     lines += ["", "## Difficulty signals", "",
               "Spearman correlation with true difficulty (1 - pass rate over the bank's 32 samples), all 640 problems.", "",

@@ -225,3 +225,24 @@ def test_program_tasks_prefer_a_policy_calibrated_on_program_answers(tmp_path, m
     assert live.default_policy_path(model) is None  # never a program policy for plain answers
     monkeypatch.setattr(live, "shipped_policies", lambda: [files[0]])
     assert live.default_policy_path(model, answers="program") == files[0]  # falls back to the plain one
+
+
+def test_a_replay_capped_below_the_banks_max_tokens_stops_long_samples_there():
+    from allocation_helpers import MAX_TOKENS
+
+    bank = random_bank(5, P=8, K=6)
+    full, capped = BankView(bank).sampler(0), BankView(bank, max_tokens=20).sampler(0)
+    for s in (full, capped):
+        s.request(np.arange(8), 1, greedy=True)
+        s.request(np.arange(8), 6)
+    assert full.max_tokens == MAX_TOKENS
+    n = 0
+    for a, b in zip(full.draws, capped.draws):
+        for d, e in zip(a, b):
+            if d.tokens < 20:  # a shorter sample is the same sample under the cap
+                assert e == d
+            else:  # a longer one stops at the cap, pays it, and never votes
+                assert e.tokens == 20 and e.cut and (e.key is None or d.tokens == 20)
+                n += 1
+    assert n > 0
+    assert capped.flops.sum() < full.flops.sum()

@@ -48,7 +48,7 @@ class BankView:
                               or max(int(A["ntok"].max()), int(A["greedy_n"].max())) or DEFAULT_MAX_TOKENS)
         self.q_entropy = [p.q_entropy for p in bank.problems]
         self.q_nll = [p.q_nll for p in bank.problems]
-        self.mean_sample_tokens = float(A["ntok"].mean())
+        self.mean_sample_tokens = float(np.minimum(A["ntok"], self.max_tokens).mean())
         ds = str(bank.header.get("dataset", "")).lower()
         # every GSM8K answer is a whole number >= 0: other answers are surely wrong
         self.answer_form = "nonneg_int" if ds.startswith("gsm8k") else None
