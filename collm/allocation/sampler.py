@@ -163,7 +163,7 @@ class BankSampler(Sampler):
                 a = int(A["greedy_ans"][j])
                 lp = float(A["greedy_lp"][j]) if "greedy_lp" in A else 0.0
                 gs = int(A["greedy_slips"][j]) if "greedy_slips" in A else -1
-                out.append([self._draw(n, a if a >= 0 else None, lp, True, j, gs if gs >= 0 else None)])
+                out.append([self._draw(n, a, lp, True, j, gs)])
                 continue
             s = int(self.served[j])
             if s + k > self.K:
@@ -171,21 +171,22 @@ class BankSampler(Sampler):
             cols = self.order[j, s:s + k]
             self.served[j] = s + k
             sl = A.get("slips")
-            out.append([self._draw(int(A["ntok"][j, c]), int(A["ans"][j, c]) if A["ans"][j, c] >= 0 else None,
-                                   float(A["lp"][j, c]), False, j,
-                                   int(sl[j, c]) if sl is not None and sl[j, c] >= 0 else None) for c in cols])
+            out.append([self._draw(int(A["ntok"][j, c]), int(A["ans"][j, c]), float(A["lp"][j, c]), False, j,
+                                   int(sl[j, c]) if sl is not None else -1) for c in cols])
         return out
 
-    def _draw(self, n: int, code, lp: float, greedy: bool, j: int, slips) -> Draw:
+    def _draw(self, n: int, code: int, lp: float, greedy: bool, j: int, slips: int) -> Draw:
         """One bank sample as a run capped at self.max_tokens would have seen
         it. Below the cap it is the same sample (the cap only stops a
         generation). A sample the bank holds cut at this very cap is cut here
         too. A longer one (a replay capped below the bank's own max_tokens)
         stops at the cap and pays it; its text there is unknown, so it has no
-        answer (a cut draw never votes anyway) and its log-prob is prorated."""
+        answer (a cut draw never votes anyway) and its log-prob is prorated.
+        code and slips are the bank's integers, -1 for none."""
         if n > self.max_tokens:
             return Draw(None, self.max_tokens, lp * self.max_tokens / n, True, greedy, None, None)
-        return Draw(code, n, lp, n >= self.max_tokens, greedy, self._value(j, code if code is not None else -1), slips)
+        return Draw(code if code >= 0 else None, n, lp, n >= self.max_tokens, greedy, self._value(j, code),
+                    slips if slips >= 0 else None)
 
     def _value(self, j: int, code: int) -> float | None:
         cv = self.A.get("code_value")
