@@ -57,7 +57,10 @@ def test_build_kill_resume_and_replay(tmp_path, capsys):
     rows = [p.i for p in bank.problems]
     assert sorted(rows) == [5, 6, 7]  # each problem exactly once
     assert bank.k == 4 and bank.model["name"] == "smollm2-135m" and bank.params > 100_000_000
-    assert bank.header["sampling"] == {"k": 4, "temperature": 0.8, "top_p": 1.0, "top_k": 50, "max_tokens": 24, "seed": 0}
+    sp = bank.header["sampling"]
+    assert {k: sp[k] for k in ("k", "temperature", "top_p", "top_k", "max_tokens", "seed")} == \
+        {"k": 4, "temperature": 0.8, "top_p": 1.0, "top_k": 50, "max_tokens": 24, "seed": 0}
+    assert sp["streams"].startswith("per sample")
     for p in bank.problems:
         assert p.prompt_tokens > p.q_tokens == len(p.q_entropy) == len(p.q_nll) > 5
         assert all(0 < s.n <= 24 for s in p.samples + [p.greedy])

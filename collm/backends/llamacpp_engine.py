@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from collm.backends import encode_prompt, find_stop
+from collm.backends import encode_prompt, find_stop, seeding
 from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
@@ -184,12 +184,16 @@ class LlamaCppEngine(Backend):
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 top_k: int = 0) -> list[Generation]:
+                 top_k: int = 0, offsets: Sequence[int] | None = None) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         enc = [ids for ids, _ in self.encode_checked(prompts, max_tokens)]
-        rng = np.random.default_rng(seed)
+        first = seeding.firsts(offsets, len(enc))
         stop = list(stop or [])
         rows = 1 if temperature == 0 else n  # greedy: the n samples are one
+
+        def rngs(j, a, b):  # the streams of samples a .. b-1 of prompt j (collm.backends.seeding)
+            return [None] * (b - a) if temperature == 0 else seeding.streams(seed, enc[j], first[j] + a, b - a)
+
         comps: list[list[Completion]] = []
         i = 0
         while i < len(enc):
@@ -199,13 +203,15 @@ class LlamaCppEngine(Backend):
                 cells += len(enc[i + len(group)]) + rows * max_tokens
                 group.append(i + len(group))
             if rows <= self.max_seqs and cells <= self.context_length:
-                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, top_k, max_tokens, rng, stop)
+                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, top_k, max_tokens,
+                                      [g for j in group for g in rngs(j, 0, rows)], stop)
             else:  # one prompt whose samples do not fit at once: in groups, as many as the free cells hold
                 ids = enc[i]
                 per = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
                 got = []
                 for k in range(0, rows, per):
-                    got += self._sample([ids], min(per, rows - k), temperature, top_p, top_k, max_tokens, rng, stop)[0]
+                    m = min(per, rows - k)
+                    got += self._sample([ids], m, temperature, top_p, top_k, max_tokens, rngs(i, k, k + m), stop)[0]
                 comps.append(got)
             i += len(group)
         out = []
@@ -235,10 +241,11 @@ class LlamaCppEngine(Backend):
             self._decode(part, range(i, i + len(part)), [seq] * len(part), last)
         return self._rows(1)[0].copy()
 
-    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, top_k, max_tokens, rng, stop) -> list[list[Completion]]:
+    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, top_k, max_tokens, rngs, stop) -> list[list[Completion]]:
         """Decode `rows` samples of each prompt together, all prompts in one batch
         per step. Prompt j's samples are sequences j*rows .. j*rows + rows-1; the
-        first prompt is sequence 0 (its prefix cached across calls)."""
+        first prompt is sequence 0 (its prefix cached across calls). rngs[s] is
+        sequence s's own random stream (None when greedy)."""
         eos = self.eos_ids
         firsts = [self._prefill(prompts[0])]
         for j in range(1, len(prompts)):
@@ -255,7 +262,7 @@ class LlamaCppEngine(Backend):
         logits = np.stack([firsts[s // rows] for s in live])
         try:
             for step in range(max_tokens):
-                picked, lp = _pick(logits, temperature, top_p, rng, top_k)
+                picked, lp = _pick(logits, temperature, top_p, [rngs[r] for r in live], top_k)
                 keep = []
                 for k, r in enumerate(live):
                     t = int(picked[k])
@@ -330,9 +337,10 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(-1, keepdims=True))
 
 
-def _pick(logits: np.ndarray, temperature: float, top_p: float, rng, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _pick(logits: np.ndarray, temperature: float, top_p: float, rngs, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One token per row (argmax at temperature 0) and its log-prob under the raw
-    model. top_k > 0 keeps each row's k most likely tokens before top_p."""
+    model; row k draws from its own stream rngs[k]. top_k > 0 keeps each row's
+    k most likely tokens before top_p."""
     mx = logits.max(1, keepdims=True)
     z = np.exp(logits - mx)
     lse = mx[:, 0] + np.log(z.sum(1))
@@ -341,11 +349,11 @@ def _pick(logits: np.ndarray, temperature: float, top_p: float, rng, top_k: int 
     elif 0 < top_k < logits.shape[1]:  # draw among each row's k most likely tokens only
         head = np.argpartition(logits, -int(top_k), axis=1)[:, -int(top_k):]
         w = np.exp((np.take_along_axis(logits, head, 1) - mx) / temperature)
-        tok = np.take_along_axis(head, np.array([[_draw(row, top_p, rng)] for row in w]), 1)[:, 0]
+        tok = np.take_along_axis(head, np.array([[_draw(row, top_p, g)] for row, g in zip(w, rngs)]), 1)[:, 0]
     else:
         if temperature != 1.0:
             z = np.exp((logits - mx) / temperature)
-        tok = np.array([_draw(row, top_p, rng) for row in z])
+        tok = np.array([_draw(row, top_p, g) for row, g in zip(z, rngs)])
     return tok, logits[np.arange(len(tok)), tok] - lse
 
 

@@ -14,7 +14,6 @@ Sampling draws from a torch.Generator seeded per call: a seed reproduces.
 
 from __future__ import annotations
 
-import random
 import shutil
 import sys
 import tempfile
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from collm.backends import encode_prompt, find_stop
+from collm.backends import encode_prompt, find_stop, seeding
 from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
@@ -143,24 +142,26 @@ class TorchEngine(Backend):
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
                  max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 top_k: int = 0) -> list[Generation]:
+                 top_k: int = 0, offsets: Sequence[int] | None = None) -> list[Generation]:
         prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
         enc = self.encode_checked(prompts, max_tokens)
-        gen = torch.Generator(device=self.device)
-        gen.manual_seed(seed if seed is not None else random.randrange(2**63))
+        first = seeding.firsts(offsets, len(enc))
         k = 1 if temperature == 0 else n  # greedy: the n samples are one, copied
         per = max(1, self.max_batch // k)  # prompts decoded together
         out: list[Generation] = []
         for i in range(0, len(enc), per):
             chunk = [ids for ids, _ in enc[i:i + per]]
-            rows = self._decode(chunk, k, temperature, top_p, top_k, max_tokens, gen, list(stop or []))
+            # each sample's own random stream (collm.backends.seeding); none when greedy
+            gens = None if temperature == 0 else \
+                [g for j, ids in enumerate(chunk) for g in seeding.streams(seed, ids, first[i + j], k)]
+            rows = self._decode(chunk, k, temperature, top_p, top_k, max_tokens, gens, list(stop or []))
             for j, ids in enumerate(chunk):
                 comps = rows[j * k:(j + 1) * k] if k == n else [_copy(rows[j]) for _ in range(n)]
                 out.append(Generation(comps, usage_for(self.params, len(ids), [c.tokens for c in comps])))
         return out
 
     @torch.inference_mode()
-    def _decode(self, seqs, n, temperature, top_p, top_k, max_tokens, gen, stop) -> list[Completion]:
+    def _decode(self, seqs, n, temperature, top_p, top_k, max_tokens, gens, stop) -> list[Completion]:
         ids, mask = self._left_pad(seqs)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         res = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
@@ -177,7 +178,11 @@ class TorchEngine(Backend):
         for step in range(max_tokens):
             logits = logits.float()
             logp = torch.log_softmax(logits, -1)
-            nxt = logits.argmax(-1) if temperature == 0 else self._sample(logits, temperature, top_p, top_k, gen)
+            if temperature == 0:
+                nxt = logits.argmax(-1)
+            else:
+                u = torch.tensor([gens[r].random() for r in live.tolist()], dtype=torch.float64, device=self.device)
+                nxt = self._sample(logits, temperature, top_p, top_k, u)
             lp = logp.gather(1, nxt[:, None])[:, 0]
             nxt_l, lp_l, live_l = nxt.tolist(), lp.tolist(), live.tolist()
             ended = torch.isin(nxt, self._eos).tolist()
@@ -203,21 +208,21 @@ class TorchEngine(Backend):
         return [self._completion(toks[r], lps[r], finish[r], stop) for r in range(rows)]
 
     @staticmethod
-    def _sample(logits, temperature, top_p, top_k, gen):
-        """Draw one token per row: argmax of p / Exp(1) noise is a draw from p
-        (the exponential race; cheaper than torch.multinomial on a CPU). top_k > 0
-        keeps the k most likely tokens, then top_p the smallest head of those."""
+    def _sample(logits, temperature, top_p, top_k, u):
+        """Draw one token per row by inverse CDF, row r at its own uniform u[r]
+        (collm.backends.seeding). top_k > 0 keeps the k most likely tokens,
+        then top_p the smallest head of those."""
         if 0 < top_k < logits.shape[-1]:
             kth = torch.topk(logits, int(top_k), -1).values[:, -1:]
             logits = logits.masked_fill(logits < kth, float("-inf"))
-        probs = torch.softmax(logits / temperature, -1)
+        probs = torch.softmax(logits / temperature, -1).double()
+        idx = None
         if top_p < 1.0:
-            sp, si = probs.sort(-1, descending=True)
-            sp[(sp.cumsum(-1) - sp) >= top_p] = 0.0  # keep the smallest head reaching top_p
-            noise = torch.empty_like(sp).exponential_(generator=gen)
-            return si.gather(1, (sp / noise).argmax(-1, keepdim=True))[:, 0]
-        noise = torch.empty_like(probs).exponential_(generator=gen)
-        return (probs / noise).argmax(-1)
+            probs, idx = probs.sort(-1, descending=True)
+            probs[(probs.cumsum(-1) - probs) >= top_p] = 0.0  # keep the smallest head reaching top_p
+        c = probs.cumsum(-1)
+        pick = torch.searchsorted(c, (u * c[:, -1])[:, None], right=True).clamp(max=c.shape[-1] - 1)
+        return (pick if idx is None else idx.gather(1, pick))[:, 0]
 
     def _completion(self, toks: list[int], lps: list[float], finish: str, stop) -> Completion:
         body = toks[:-1] if finish == "stop" and toks and toks[-1] in self.eos_ids else toks

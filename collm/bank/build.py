@@ -48,7 +48,7 @@ def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: 
         "prompt": {"system": system, "template": "the model's chat template, generation prompt added",
                    "template_sha256": hashlib.sha256(source.encode()).hexdigest() if source else None},
         "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "top_k": top_k, "max_tokens": max_tokens,
-                     "seed": seed},
+                     "seed": seed, "streams": "per sample: (seed, sample index, prompt tokens), collm.backends.seeding"},
         "extractor": f"{task} (collm.answers; a sample cut at max_tokens has no answer)",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "collm_version": __version__,
@@ -155,7 +155,7 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                 scores = backend.score_prompt(prompts)
                 t0 = time.perf_counter()
                 gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"], top_k=sp.get("top_k") or 0,
-                                        max_tokens=sp["max_tokens"], seed=(sp["seed"] * 1_000_003 + batch[0].id) % 2**31)
+                                        max_tokens=sp["max_tokens"], seed=sp["seed"])
                 t1 = time.perf_counter()
                 greedy = backend.generate(prompts, n=1, temperature=0.0, max_tokens=sp["max_tokens"], seed=sp["seed"])
                 t2 = time.perf_counter()
