@@ -22,9 +22,11 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from collm.allocation import BankView  # noqa: E402
-from collm.allocation.evaluate import cross_validate, ratio_interval, uniform_per_problem, uniform_points  # noqa: E402
+from collm.allocation.evaluate import cross_validate, uniform_points  # noqa: E402
+from intervals import ratio_interval, two_fold, uniform_per_problem  # noqa: E402
 from collm.bank import evaluate as bank_eval  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.difficulty import LearnedDifficulty, values  # noqa: E402
@@ -71,7 +73,6 @@ def learned_uniform(view, seeds, splits, ns=(1, 2, 4, 8, 16, 32)) -> list[dict]:
     group scorer fitted on the other half: what the aggregation alone buys."""
     from collm.allocation.aggregate import GroupScorer
     from collm.allocation.early_stop import GRID
-    from collm.allocation.evaluate import two_fold
 
     acc = {n: [] for n in ns}
     tok = {n: [] for n in ns}

@@ -174,7 +174,6 @@ def summarize(name: str, run: dict) -> dict:
 def fit_policy(args, questions: list[dict]) -> str:
     """Fit KIND to SAMPLES generations per question on the bank minus the workload; returns its JSON path."""
     from collm.allocation import BankView, get_policy
-    from collm.allocation.live import backend_model
     from collm.backends.replay import ReplayBackend
     from collm.bank import load_bank
 
@@ -183,7 +182,7 @@ def fit_policy(args, questions: list[dict]) -> str:
     used = {q["i"] for q in questions}
     rest = [j for j, p in enumerate(bank.problems) if p.i not in used]
     pol = get_policy(kind).fit(BankView(bank).subset(rest), samples=float(samples or 8))
-    pol.model = backend_model(ReplayBackend(bank))
+    pol.model = ReplayBackend(bank).identity()
     path = str(Path(args.out).with_suffix(f".{kind}.policy.json"))
     pol.save(path)
     print(f"fitted {kind} on {len(rest)} questions: {pol.params}", file=sys.stderr)
@@ -228,15 +227,16 @@ class ReplayServer:
 
         from collm.backends.replay import ReplayBackend
         from collm.serve import ServeConfig, create_app
-        from collm.serve.budget import resolve_policy
+        from collm.policies import policy_for
+        from collm.types import SamplingParams
 
         backend = ReplayBackend(args.bank, seed=0)
         spec = policy_args[policy_args.index("--policy") + 1]
         default_n = int(policy_args[policy_args.index("--default-n") + 1]) if "--default-n" in policy_args else 4
         cfg = ServeConfig(model_name="served", default_n=default_n, max_n=args.max_n,
-                          default_max_tokens=args.max_tokens, max_tokens_limit=max(1024, args.max_tokens),
+                          sampling=SamplingParams(max_tokens=args.max_tokens), max_tokens_limit=max(1024, args.max_tokens),
                           max_in_flight=args.concurrency)
-        app = create_app(backend, cfg, policy=resolve_policy(spec, backend))
+        app = create_app(backend, cfg, policy=policy_for(backend, spec))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))

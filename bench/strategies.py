@@ -30,9 +30,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from collm.bank import draws, load_bank  # noqa: E402
-from collm.bank.evaluate import difficulty_levels, pass1  # noqa: E402
+from collm.bank import load_bank  # noqa: E402
+from collm.bank.evaluate import difficulty_levels  # noqa: E402
 from collm.strategies.replay import method_accuracy  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -69,7 +70,7 @@ SHIPPED = ROOT / "collm" / "policies" / "qwen2.5-coder-0.5b.strategies.json"
 
 # ---------------------------------------------------------------- rm table
 def cmd_rm_table(args):
-    from collm.verifiers.rm_table import grading_agreement, load_rm_rows, rm_table
+    from rm_table import grading_agreement, load_rm_rows, rm_table
 
     rows = load_rm_rows()
     t = rm_table(rows)
@@ -120,10 +121,10 @@ def cmd_replay(args):
            "bins": {str(b): {"problems": int((level == b).sum()),
                              **{m: {str(k): float(a[level == b, j].mean()) for j, k in enumerate(ks)}
                                 for m, a in acc.items()}} for b in range(1, 6)}}
-    # a probe fitted on the whole bank, for --verifier probe:bench/results/probe_gsm8k_qwen05b.json
+    # a probe fitted on the whole bank, shipped for --verifier probe:qwen2.5-coder-0.5b
     from collm.verifiers import Probe
 
-    Probe().fit_bank(bank).save(RESULTS / "probe_gsm8k_qwen05b.json")
+    Probe().fit_bank(bank).save(ROOT / "collm" / "verifiers" / "probes" / "qwen2.5-coder-0.5b.json")
     # the per-bin strategy policy, chosen by two-fold cross-validation
     records = []
     for m, (name, settings) in REPLAY_METHODS.items():
@@ -139,46 +140,25 @@ def cmd_replay(args):
                      "bins": "collm.bank.evaluate.difficulty_levels (1 = easiest)"})
     pol.save(RESULTS / "strategy_policy_gsm8k_qwen05b.json")
     res["policy_cv"] = pol.cv
-    res["predicted"] = fit_predicted_policy(bank, acc, ks, folds, args.seed)
+    res["predicted"] = fit_predicted_policy(bank, acc, ks, folds, args.seed, args.seeds)
     res["policy_cv_overall"] = {str(k): pol.held_out_accuracy(k) for k in ks}  # over all problems
     (RESULTS / "strategies_replay.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res["overall"], indent=1))
 
 
-def fit_predicted_policy(bank, acc, ks, folds, seed):
+def fit_predicted_policy(bank, acc, ks, folds, seed, seeds):
     """The per-bin choice with bins predicted from the question (no oracle),
-    cross-fitted on the same two folds as the choice itself; shipped as the
-    model's strategy policy."""
-    from collm.allocation.replay import BankView
-    from collm.difficulty.bins import DifficultyBins, bank_values
-    from collm.strategies.select import fit_strategy_policy
-    from scipy.stats import spearmanr
+    cross-fitted on the same two folds as the choice itself (collm calibrate
+    --strategies: collm.strategies.replay.fit_bank_strategy_policy); shipped
+    as the model's strategy policy."""
+    from collm.strategies.replay import fit_bank_strategy_policy
 
-    view = BankView(bank)
-    vals, est = bank_values(view)
-    p1 = pass1(bank)
-    P = len(bank)
-    pred, diff = np.zeros(P, int), np.zeros(P)
-    for f in range(2):
-        tr = folds != f
-        m = DifficultyBins().fit({k: v[tr] for k, v in vals.items()}, p1[tr])
-        te = {k: v[~tr] for k, v in vals.items()}
-        pred[~tr], diff[~tr] = m.predict(te), m.difficulty(te)
-    rows = [int(p.i) for p in bank.problems]
-    records = [{"problem": rows[i], "bin": int(pred[i]), "budget": k, "strategy": name, "settings": settings,
-                "correct": float(acc[m][i, j])}
-               for m, (name, settings) in REPLAY_METHODS.items() if "probe" not in m
-               for i in range(P) for j, k in enumerate(ks)]
-    pol = fit_strategy_policy(records, folds=2, seed=seed, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
-    pol.bins_model = DifficultyBins().fit(vals, p1)
-    pol.model = dict(view.model)
-    pol.meta.update({"source": "python bench/strategies.py replay", "bank": BANK.name,
-                     "bins": "predicted from the question (collm.difficulty.bins.DifficultyBins), cross-fitted"})
+    pol = fit_bank_strategy_policy(bank, ks, range(seeds), seed)
+    pol.meta.update({"source": "python bench/strategies.py replay (collm calibrate --strategies)", "bank": BANK.name})
     pol.save(SHIPPED)
-    level = difficulty_levels(bank, 5)
-    out = {"spearman_heldout": float(spearmanr(diff, -p1).statistic),
-           "same_bin": float((pred == level).mean()), "within_one_bin": float((abs(pred - level) <= 1).mean()),
-           "estimator_flops": float(est.mean()), "cv": pol.cv,
+    h = pol.meta["bins_heldout"]
+    out = {"spearman_heldout": h["spearman"], "same_bin": h["same_bin"], "within_one_bin": h["within_one_bin"],
+           "estimator_flops": h["estimator_flops"], "cv": pol.cv,
            "overall": {str(k): pol.held_out_accuracy(k) for k in ks}}
     out["choices"] = {str(b): {str(k): pol.table[b][k]["strategy"] for k in ks} for b in sorted(pol.table)}
     return out
@@ -364,13 +344,13 @@ def cmd_report(args):
     rm = RESULTS / "strategies_rm.json"
     if rm.exists():
         d = json.loads(rm.read_text())
-        from collm.verifiers.rm_table import to_markdown
+        from rm_table import to_markdown
 
         t = {m: {int(n): v for n, v in row.items()} for m, row in d["table"].items()}
         lines += ["## Real reward-model scores: majority vs weighted vs best-of-N", "",
                   "`python bench/strategies.py rm-table` (no model run; seconds). 100 MATH problems x 8 solutions",
                   "of a Qwen2.5-Math model with a reward model's score each",
-                  "(collm/datasets/data/qwen25math_rm_maj_math_cot_100.jsonl). Answers re-extracted from the",
+                  "(bench/data/qwen25math_rm_maj_math_cot_100.jsonl). Answers re-extracted from the",
                   "text (last \\boxed{}) and graded with math-verify; answers math-verify finds equal vote together.",
                   "Each N < 8 is the exact mean over all C(8, N) subsets. Weighted sums sigmoid(reward) per answer.",
                   "", to_markdown(t), "",
@@ -406,7 +386,7 @@ def cmd_report(args):
         pol = json.loads((RESULTS / "strategy_policy_gsm8k_qwen05b.json").read_text())
         lines += ["", "Strategy chosen per bin and budget by two-fold cross-validation",
                   "(bench/results/strategy_policy_gsm8k_qwen05b.json, loadable with",
-                  "collm.strategies.select.load_strategy_policy); held-out accuracy of the choice vs majority:", "",
+                  "collm.policies.load_policy); held-out accuracy of the choice vs majority:", "",
                   "| bin | " + " | ".join(f"N = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         for b in sorted(pol["table"], key=int):
             cells = []

@@ -44,8 +44,10 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
+from collm.bank import evaluate as bank_eval
 from collm.errors import CollmError
 from collm.flops import inference_flops, pretraining_flops
+from collm.report import sources
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
 
@@ -164,9 +166,6 @@ def bank_check(bank, plan: MatchedPlan, policies=(), target: float | None = None
     budget per question is k x 2·P·t FLOPs. Each candidate (majority of n
     samples for every n up to the bank's K, and each policy) fits when its
     replayed FLOPs per question (prompt prefilled once) are within it."""
-    from collm.bank import evaluate as bank_eval
-    from collm.report import sources
-
     P = sources.params_for(bank, params)
     seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
     A = bank.arrays()

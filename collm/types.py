@@ -1,8 +1,91 @@
-"""The few data types that travel between pipeline stages."""
+"""The few data types that travel between pipeline stages: how to sample
+(SamplingParams), what a model returned (Completion, Generation, PromptScore),
+what it cost (Usage) and the aggregated answer to a prompt (Answer)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from collm.errors import CollmError
+
+# The one set of sampling defaults (SamplingParams below). They are the
+# settings the shared bank was drawn with and the shipped policies were
+# calibrated on: temperature 0.8, the 50 most likely tokens (Hugging Face
+# generate()'s default top_k), 400 new tokens at most.
+DEFAULT_TEMPERATURE = 0.8
+DEFAULT_TOP_K = 50
+DEFAULT_MAX_TOKENS = 400
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How a generation call samples, as in vLLM's SamplingParams.
+
+    temperature  0 decodes greedily (argmax); > 0 samples
+    top_p        nucleus: the smallest head of tokens whose mass reaches top_p
+    top_k        the k most likely tokens only (0: the whole vocabulary)
+    max_tokens   new tokens per generation at most; a generation cut there is
+                 unfinished and never yields an answer
+    seed         fixes every sample (collm.backends.seeding); None: fresh entropy
+    stop         strings that end a generation (dropped from its text)
+
+    Every path (Backend.generate, Strategy.run, the samplers, Collm, the CLI
+    and the server) takes one of these; the defaults are DEFAULT_* above.
+    """
+
+    temperature: float = DEFAULT_TEMPERATURE
+    top_p: float = 1.0
+    top_k: int = DEFAULT_TOP_K
+    max_tokens: int = DEFAULT_MAX_TOKENS
+    seed: int | None = 0
+    stop: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        elif not isinstance(self.stop, tuple):
+            object.__setattr__(self, "stop", tuple(self.stop or ()))
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+    def replace(self, **changes) -> "SamplingParams":
+        return replace(self, **changes)
+
+    def as_greedy(self) -> "SamplingParams":
+        return replace(self, temperature=0.0)
+
+    def check(self, context_length: int | None = None) -> "SamplingParams":
+        """Raise CollmError on a setting no engine can honour; returns self."""
+        if not isinstance(self.max_tokens, int) or self.max_tokens < 1:
+            raise CollmError(f"max_tokens must be at least 1 (got {self.max_tokens})")
+        if context_length is not None and self.max_tokens >= context_length:
+            raise CollmError(f"max_tokens {self.max_tokens} is beyond the model's context of {context_length} tokens")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)) or self.temperature < 0:
+            raise CollmError(f"temperature must be >= 0 (got {self.temperature})")
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise CollmError(f"top_p must be in (0, 1] (got {self.top_p})")
+        if not isinstance(self.top_k, int) or isinstance(self.top_k, bool):
+            raise CollmError(f"top_k must be a whole number (got {self.top_k!r})")
+        if self.top_k < 0:
+            raise CollmError(f"top_k must be >= 0, 0 for the whole vocabulary (got {self.top_k})")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise CollmError(f"seed must be a whole number or None (got {self.seed!r})")
+        if any(not isinstance(s, str) or not s for s in self.stop):
+            raise CollmError("stop strings must be non-empty strings")
+        return self
+
+    def to_dict(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
+                "max_tokens": self.max_tokens, "seed": self.seed, "stop": list(self.stop)}
+
+
+def sampling(params: "SamplingParams | None" = None, **changes) -> SamplingParams:
+    """`params` (default SamplingParams()) with `changes` applied."""
+    p = params if params is not None else SamplingParams()
+    return replace(p, **changes) if changes else p
 
 
 @dataclass
@@ -104,3 +187,23 @@ class PromptScore:
     def q_nll(self) -> list[float]:
         s, e = self.question_span
         return [-x for x in self.logprobs[s:e] if x is not None]
+
+
+@dataclass
+class Answer:
+    """The aggregated answer to one prompt, with everything it cost."""
+
+    answer: str | None
+    votes: dict[str, float]
+    n: int  # generations spent (samples, beams expanded, revisions...)
+    strategy: str
+    usage: Usage
+    completions: list[Completion] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self, with_completions: bool = False) -> dict:
+        d = {"answer": self.answer, "n": self.n, "votes": self.votes, "strategy": self.strategy,
+             "usage": self.usage.to_dict(), **self.extra}
+        if with_completions:
+            d["completions"] = [c.to_dict() for c in self.completions]
+        return d

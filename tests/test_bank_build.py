@@ -9,48 +9,43 @@ import json
 
 import pytest
 
-from collm.backends.base import Backend
 from collm.bank import load_bank
 from collm.bank.build import build_bank, make_header
 from collm.datasets import load_dataset
 from collm.errors import CollmError
-from collm.types import Completion, Generation, PromptScore, Usage
+from collm.types import Completion, PromptScore, SamplingParams, Usage
+from conftest import FakeBackend
 
 
-class Scripted(Backend):
-    """Answers problem i with gold on even samples, 0 on odd ones; can crash
-    after a number of generate calls."""
+class Scripted(FakeBackend):
+    """Answers problem i with gold on even samples, 0 on odd ones, the last of
+    several cut at max_tokens; can crash after a number of generate calls."""
 
     name = "scripted"
     params = 100
     model_id = "sha-scripted"
 
     def __init__(self, golds, crash_after=None):
-        self.golds, self.crash_after, self.calls, self.asked, self.top_ks = golds, crash_after, 0, [], []
+        super().__init__(crash_after=crash_after)
+        self.golds = golds
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
-        if self.crash_after is not None and self.calls >= self.crash_after:
-            raise RuntimeError("engine crashed")
-        self.calls += 1
-        out = []
-        for p in prompts:
-            self.asked.append((p.id, n, temperature))
-            self.top_ks.append(top_k)
-            comps = [Completion(f"so \\boxed{{{self.golds[p.id] if j % 2 == 0 else 0}}}", 5 + j, -1.0 * j)
-                     for j in range(n)]
-            if n > 1:
-                comps[-1] = Completion("and so on and", max_tokens, -9.0, finish_reason="length")
-            out.append(Generation(comps, Usage(20, sum(c.tokens for c in comps))))
-        return out
+    def replies(self, p, n, params):
+        comps = [Completion(f"so \\boxed{{{self.golds[p.id] if j % 2 == 0 else 0}}}", 5 + j, -1.0 * j) for j in range(n)]
+        if n > 1:
+            comps[-1] = Completion("and so on and", params.max_tokens, -9.0, finish_reason="length")
+        return comps
+
+    def prompt_tokens(self, p):
+        return 20
 
     def score_prompt(self, prompts):
         return [PromptScore(list(range(20)), [None] + [1.0] * 19, [None] + [-2.0] * 19, (10, 14), Usage(20))
                 for _ in prompts]
 
 
-def header(backend, **kw):
-    sp = {"k": 4, "temperature": 0.8, "top_p": 1.0, "max_tokens": 30, "seed": 0, **kw}
-    return make_header(backend, "scripted", "gsm8k", "test", "gsm8k", **sp)
+def header(backend, k=4, keep_text=False, **kw):
+    params = SamplingParams(**{"temperature": 0.8, "top_p": 1.0, "max_tokens": 30, "seed": 0, **kw})
+    return make_header(backend, "scripted", "gsm8k", "test", "gsm8k", k=k, params=params, keep_text=keep_text)
 
 
 @pytest.fixture
@@ -95,7 +90,7 @@ def test_resume_after_crash_and_cut_line(tmp_path, problems):
     assert sorted(rows) == [10, 11, 12, 13, 14] and len(rows) == len(set(rows))
     # run again: nothing to do
     be = Scripted(golds(problems))
-    assert build_bank(be, problems, out, header(be), progress=False)["done"] == 0 and be.calls == 0
+    assert build_bank(be, problems, out, header(be), progress=False)["done"] == 0 and len(be.calls) == 0
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, problems):
@@ -125,7 +120,7 @@ def test_samples_are_drawn_with_the_headers_top_k(tmp_path, problems):
     be = Scripted(golds(problems))
     build_bank(be, problems[:2], tmp_path / "b.jsonl", header(be, top_k=7), progress=False)
     assert load_bank(tmp_path / "b.jsonl").header["sampling"]["top_k"] == 7
-    assert 7 in be.top_ks  # the k samples; the greedy pass needs none
+    assert 7 in [c.params.top_k for c in be.calls]  # the k samples; the greedy pass needs none
 
 
 def test_a_bank_from_before_top_k_resumes_as_whole_vocabulary(tmp_path, problems):

@@ -20,6 +20,7 @@ from collm.cli import main
 from collm.datasets import load_dataset
 from collm.prompts import Prompt
 from collm.strategies import get_strategy
+from collm.types import SamplingParams
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = [sys.executable, "-m", "collm", "bank", "build", "--model", "smollm2-135m", "--engine", "torch",
@@ -75,7 +76,7 @@ def test_build_kill_resume_and_replay(tmp_path, capsys):
     problems = load_dataset("gsm8k", "test", 5, 3)
     by_row = {p.i: j for j, p in enumerate(bank.problems)}
     answers = get_strategy("majority").run(ReplayBackend(bank, seed=1), [Prompt(p.question, id=p.id) for p in problems],
-                                           4, task)
+                                           4, task, params=SamplingParams(top_k=0, max_tokens=512))
     cor, _ = replay(bank, [4], [1])
     assert [task.grade(a.answer, p.gold) for a, p in zip(answers, problems)] == \
         [bool(cor[0, by_row[p.id], 0]) for p in problems]

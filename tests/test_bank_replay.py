@@ -14,6 +14,7 @@ from collm.datasets import load_dataset
 from collm.errors import CollmError
 from collm.prompts import Prompt
 from collm.strategies import get_strategy
+from collm.types import SamplingParams
 
 HEADER = {"collm_bank": 1, "model": {"name": "toy", "sha256": "abc", "params": 1000}, "dataset": "gsm8k", "split": "test"}
 
@@ -45,7 +46,7 @@ def test_majority_on_replay_matches_eval(bank):
     for seed in (0, 1, 2):
         for k in (1, 3, 8):
             be = ReplayBackend(bank, seed=seed)
-            answers = get_strategy("majority").run(be, [Prompt(p.question, id=p.id) for p in problems], k, task)
+            answers = get_strategy("majority").run(be, [Prompt(p.question, id=p.id) for p in problems], k, task, params=SamplingParams(top_k=0, max_tokens=512))
             live = [task.grade(a.answer, p.gold) for a, p in zip(answers, problems)]
             cor, _ = replay(bank, [k], [seed])
             assert live == cor[0, :, 0].tolist()
@@ -54,23 +55,23 @@ def test_majority_on_replay_matches_eval(bank):
 def test_draw_order_and_beyond_k(bank):
     be = ReplayBackend(bank, seed=5)
     order = np.random.default_rng([5, 1]).permutation(8)
-    got = [c.tokens for c in be.generate([Prompt("q", id=1)], n=3, temperature=0.8)[0].completions]
-    got += [c.tokens for c in be.generate([Prompt("q", id=1)], n=5, temperature=0.8)[0].completions]
+    got = [c.tokens for c in be.generate([Prompt("q", id=1)], n=3, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))[0].completions]
+    got += [c.tokens for c in be.generate([Prompt("q", id=1)], n=5, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))[0].completions]
     assert got == [10 + j for j in order]  # the next unseen samples, each once
     with pytest.raises(CollmError, match="holds 8 samples for problem 1; 8 were served and 1 more"):
-        be.generate([Prompt("q", id=1)], n=1, temperature=0.8)
+        be.generate([Prompt("q", id=1)], n=1, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))
     be.reset()
-    assert len(be.generate([Prompt("q", id=1)], n=8, temperature=0.8)[0].completions) == 8
+    assert len(be.generate([Prompt("q", id=1)], n=8, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))[0].completions) == 8
 
 
 def test_completion_fields_usage_and_greedy(bank):
     be = ReplayBackend(bank, seed=0)
-    g = be.generate([Prompt("q", id=2)], n=8, temperature=0.8)[0]
+    g = be.generate([Prompt("q", id=2)], n=8, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))[0]
     assert sorted(c.text for c in g.completions if not c.text.startswith("\\boxed{")) == [""]  # the None answer
     assert all(c.finish_reason == "stop" and c.logprob == -c.tokens for c in g.completions)
     assert g.usage.prompt_tokens == 92 and g.usage.completion_tokens == sum(range(10, 18))
     assert g.usage.flops == 2 * 1000 * (92 + sum(range(10, 18)))
-    gr = be.generate([Prompt("q", id=2)], n=1, temperature=0)[0]  # greedy: the bank's greedy decode
+    gr = be.generate([Prompt("q", id=2)], n=1, params=SamplingParams(temperature=0, top_k=0, max_tokens=256, seed=None))[0]  # greedy: the bank's greedy decode
     assert gr.completions[0].tokens == 7 and gr.usage.prompt_tokens == 0  # the prompt was prefilled already
     task = get_task("gsm8k")
     assert task.grade(task.extract(gr.completions[0].text), load_dataset("gsm8k", "test", 2, 1)[0].gold)
@@ -79,11 +80,11 @@ def test_completion_fields_usage_and_greedy(bank):
 def test_match_by_question_text_and_unknown(bank):
     p = load_dataset("gsm8k", "test", 4, 1)[0]
     be = ReplayBackend(bank)
-    assert be.generate([Prompt(p.question)], n=1, temperature=0)[0].usage.prompt_tokens == 94
+    assert be.generate([Prompt(p.question)], n=1, params=SamplingParams(temperature=0, top_k=0, max_tokens=256, seed=None))[0].usage.prompt_tokens == 94
     with pytest.raises(CollmError, match="not in the bank"):
-        be.generate([Prompt("What is 1 + 1?")], n=1, temperature=0.8)
+        be.generate([Prompt("What is 1 + 1?")], n=1, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=256, seed=None))
     with pytest.raises(CollmError, match="problem 99 is not in the bank"):
-        be.generate([Prompt("x", id=99)], n=1)
+        be.generate([Prompt("x", id=99)], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=256, seed=None))
 
 
 def test_score_prompt_is_the_bank_signal(bank):

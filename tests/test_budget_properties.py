@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collm.allocation import BankView, get_policy, replay
-from collm.allocation.budget import minimum_flops
+from collm.budget import minimum_flops
 from collm.errors import CollmError
 from collm.flops import inference_flops
 

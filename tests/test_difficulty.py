@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from collm.allocation import BankView
-from collm.allocation.sampler import Draw
+from collm.samplers import Draw
 from collm.difficulty import LearnedDifficulty, fit_logistic, sigmoid, values
 from collm.flops import inference_flops
 

@@ -8,6 +8,7 @@ import pytest
 from collm.backends import find_stop, load_backend, pick_engine
 from collm.errors import CollmError
 from collm.prompts import Prompt
+from collm.types import SamplingParams
 
 pytestmark = pytest.mark.model
 
@@ -43,10 +44,10 @@ def test_params_and_context(engine):
 
 
 def test_seed_reproduces_and_n_completions(engine):
-    kw = dict(n=3, temperature=1.0, max_tokens=6)
-    a = engine.generate(QUESTIONS, seed=7, **kw)
-    b = engine.generate(QUESTIONS, seed=7, **kw)
-    c = engine.generate(QUESTIONS, seed=8, **kw)
+    sp = SamplingParams(temperature=1.0, top_k=0, max_tokens=6)
+    a = engine.generate(QUESTIONS, 3, sp.replace(seed=7))
+    b = engine.generate(QUESTIONS, 3, sp.replace(seed=7))
+    c = engine.generate(QUESTIONS, 3, sp.replace(seed=8))
     assert len(a) == len(QUESTIONS) and all(len(g.completions) == 3 for g in a)
     texts = lambda gens: [x.text for g in gens for x in g.completions]  # noqa: E731
     assert texts(a) == texts(b)
@@ -61,8 +62,8 @@ def test_prompts_batched_together_decode_as_they_would_alone(engine):
     of its own gives, greedily: no cross-talk between their KV sequences."""
     base = Prompt(QUESTIONS[1])
     prompts = [base.continued("Tom starts with 3 apples."), base.continued("First, "), Prompt(QUESTIONS[0]), base]
-    together = engine.generate(prompts, n=2, temperature=0.0, max_tokens=12)
-    alone = [engine.generate([p], n=2, temperature=0.0, max_tokens=12)[0] for p in prompts]
+    together = engine.generate(prompts, n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=12, seed=None))
+    alone = [engine.generate([p], n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=12, seed=None))[0] for p in prompts]
     for t, a in zip(together, alone):
         assert [c.text for c in t.completions] == [c.text for c in a.completions]
         assert t.usage == a.usage
@@ -70,7 +71,7 @@ def test_prompts_batched_together_decode_as_they_would_alone(engine):
 
 
 def test_completion_fields_and_usage_arithmetic(engine):
-    gens = engine.generate(QUESTIONS, n=2, temperature=0.8, max_tokens=6, seed=1)
+    gens = engine.generate(QUESTIONS, n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=6, seed=1))
     for q, g in zip(QUESTIONS, gens):
         ids, _ = engine.encode(Prompt(q))
         for c in g.completions:
@@ -86,18 +87,18 @@ def test_completion_fields_and_usage_arithmetic(engine):
 
 
 def test_length_cut_and_greedy_copies(engine):
-    g = engine.generate([QUESTIONS[1]], n=2, temperature=0.0, max_tokens=3)[0]
+    g = engine.generate([QUESTIONS[1]], n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=3, seed=None))[0]
     a, b = g.completions
     assert a.finish_reason == "length" and a.tokens == 3
     assert (a.text, a.token_logprobs) == (b.text, b.token_logprobs)
 
 
 def test_stop_string_cuts_the_text(engine):
-    full = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=16)[0].completions[0]
+    full = engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=16, seed=None))[0].completions[0]
     words = full.text.split()
     assert len(words) >= 3, full.text
     word = words[2]
-    cut = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=16, stop=[word])[0].completions[0]
+    cut = engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=16, seed=None, stop=[word]))[0].completions[0]
     assert cut.finish_reason == "stop" and cut.stop_reason == word
     assert cut.text == full.text[: full.text.index(word)]
     assert cut.tokens < full.tokens
@@ -126,29 +127,29 @@ def test_score_prompt(engine):
 
 def test_score_then_generate_agree(engine):
     """The log-prob of the first sampled token equals score_prompt's for the same sequence."""
-    c = engine.generate([QUESTIONS[0]], temperature=0.0, max_tokens=2)[0].completions[0]
+    c = engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=2, seed=None))[0].completions[0]
     full = Prompt(QUESTIONS[0], assistant_prefix=c.text)
     sc = engine.score_prompt([full])[0]
     assert sc.logprobs[-len(c.token_logprobs):] == pytest.approx(c.token_logprobs, abs=2e-3)
 
 
 def test_top_k_one_samples_the_greedy_text(engine):
-    greedy = engine.generate([QUESTIONS[1]], temperature=0.0, max_tokens=8)[0].completions[0]
-    gens = engine.generate([QUESTIONS[1]], n=3, temperature=1.0, top_k=1, max_tokens=8, seed=3)[0].completions
+    greedy = engine.generate([QUESTIONS[1]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=8, seed=None))[0].completions[0]
+    gens = engine.generate([QUESTIONS[1]], n=3, params=SamplingParams(temperature=1.0, top_k=1, max_tokens=8, seed=3))[0].completions
     assert [c.text for c in gens] == [greedy.text] * 3
-    wide = engine.generate([QUESTIONS[1]], n=6, temperature=1.5, top_k=0, max_tokens=8, seed=3)[0].completions
+    wide = engine.generate([QUESTIONS[1]], n=6, params=SamplingParams(temperature=1.5, top_k=0, max_tokens=8, seed=3))[0].completions
     assert len({c.text for c in wide}) > 1  # top_k 0: the whole vocabulary
 
 
 def test_bad_requests(engine):
     with pytest.raises(CollmError, match="top_k must be"):
-        engine.generate([QUESTIONS[0]], n=2, temperature=1.0, top_k=-1)
+        engine.generate([QUESTIONS[0]], n=2, params=SamplingParams(temperature=1.0, top_k=-1, max_tokens=256, seed=None))
     with pytest.raises(CollmError, match="beyond the model's context"):
-        engine.generate([QUESTIONS[0]], max_tokens=engine.context_length)
+        engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=engine.context_length, seed=None))
     with pytest.raises(CollmError, match="beyond the model's context"):
-        engine.generate([QUESTIONS[0]], max_tokens=engine.context_length - 5)  # with the prompt
+        engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=engine.context_length - 5, seed=None))  # with the prompt
     with pytest.raises(CollmError, match="n must be"):
-        engine.generate([QUESTIONS[0]], n=0)
+        engine.generate([QUESTIONS[0]], n=0, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=256, seed=None))
     with pytest.raises(CollmError, match="empty"):
         engine.score_prompt(["  "])
 

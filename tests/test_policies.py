@@ -2,19 +2,19 @@
 backend, and (on the shared bank, when present) cross-validated quality."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from collm.allocation import BankView, get_policy, load_policy, replay
+from collm.allocation import BankView, get_policy, replay
 from collm.allocation.evaluate import cross_validate, policy_report
 from collm.cli import main
 from collm.errors import CollmError
+from collm.policies import load_policy
+from collm.types import SamplingParams
 
 from allocation_helpers import random_bank
-
-SHARED = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
+from conftest import SHARED_BANK as SHARED
 KINDS = ["uniform", "early-stop", "schedule", "marginal"]
 
 
@@ -87,7 +87,7 @@ def test_live_path_on_a_replay_backend_matches_the_bank_replay():
     by_row = {p.i: p for p in bank.problems}
     be.count_prompt_tokens = lambda p: (by_row[p.id].prompt_tokens, by_row[p.id].q_tokens)
     answers = answer_with_policy(be, [Prompt("q", id=p.i) for p in bank.problems], get_task("number"), pol,
-                                 max_tokens=50, seed=3)
+                                 params=SamplingParams(max_tokens=50, seed=3))
     r = replay(pol, view, 3)
     assert [a.n for a in answers] == list(r["samples"].astype(int))
     for a, p, s_draws in zip(answers, bank.problems, r["sampler"].draws):
@@ -110,18 +110,19 @@ def test_marginal_beats_uniform_at_equal_compute_on_the_shared_bank(tmp_path):
 
 @pytest.mark.model
 def test_shipped_policy_answers_live_with_smollm2_within_budget():
-    from collm.allocation.live import answer_with_policy, load_policy_for, shipped_policies
+    from collm.allocation.live import answer_with_policy
     from collm.answers import get_task
     from collm.backends import load_backend
+    from collm.policies import policy_for, shipped_policies
 
     be = load_backend("smollm2-135m", "torch")
-    pol = load_policy_for(be)
+    pol = policy_for(be)
     assert pol.kind == "early-stop" and pol.model["name"] == "smollm2-135m"  # the shipped default
     qwen = [p for p in shipped_policies() if "qwen" in p.name][0]
     with pytest.raises(CollmError, match="calibrated for"):
-        load_policy_for(be, str(qwen))
+        policy_for(be, str(qwen))
     qs = ["What is 2 + 3?", "Tom has 4 apples and eats one. How many are left?"]
-    answers = answer_with_policy(be, qs, get_task("gsm8k"), pol, budget=3, max_tokens=24, seed=1)
+    answers = answer_with_policy(be, qs, get_task("gsm8k"), pol, budget=3, params=SamplingParams(max_tokens=24, seed=1))
     assert len(answers) == 2
     assert sum(a.n for a in answers) <= 6 and all(1 <= a.n <= 8 for a in answers)
     for a in answers:
@@ -179,7 +180,7 @@ def test_cross_validate_per_problem_figures_average_to_its_summary():
 
 
 def test_ratio_interval_is_exact_for_a_policy_at_half_the_cost_and_counts_misses():
-    from collm.allocation.evaluate import ratio_interval
+    from intervals import ratio_interval
 
     rng = np.random.default_rng(0)
     uc = rng.random((30, 1)) < 0.5
@@ -195,7 +196,7 @@ def test_ratio_interval_is_exact_for_a_policy_at_half_the_cost_and_counts_misses
 
 
 def test_ratio_interval_narrows_when_projected_onto_more_problems():
-    from collm.allocation.evaluate import ratio_interval
+    from intervals import ratio_interval
 
     rng = np.random.default_rng(1)
     uc = (rng.random((60, 1)) < 0.5).astype(float)
@@ -209,7 +210,7 @@ def test_ratio_interval_narrows_when_projected_onto_more_problems():
 
 
 def test_program_tasks_prefer_a_policy_calibrated_on_program_answers(tmp_path, monkeypatch):
-    from collm.allocation import live
+    from collm import policies as live
 
     model = {"name": "toy", "sha256": "ab" * 32, "params": 1000}
     files = []

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from collm.backends.remote import RemoteBackend, UpstreamError, UpstreamTimeout, topk_entropy
 from collm.errors import CollmError
 from collm.prompts import Prompt
+from collm.types import SamplingParams
 
 
 def fake_upstream(multi_n=True, logprobs_ok=True, fail=None, delay=0.0, name="m", stop_field=None, top_k_ok=True):
@@ -112,7 +113,7 @@ def test_n_honoured_one_request_logprobs_and_flops():
     with Served(fake_upstream(multi_n=True)) as up:
         b = RemoteBackend([up.url], params=100)
         try:
-            g = b.generate([Prompt("q?")], n=4, temperature=0.8, max_tokens=8, seed=10)[0]
+            g = b.generate([Prompt("q?")], n=4, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=8, seed=10))[0]
         finally:
             b.close()
         assert len(up.app.state.requests) == 1 and up.app.state.requests[0]["n"] == 4
@@ -127,9 +128,9 @@ def test_n_ignored_is_fanned_out_with_distinct_seeds_and_remembered():
     with Served(fake_upstream(multi_n=False)) as up:
         b = RemoteBackend(up.url, params=100)
         try:
-            g = b.generate([Prompt("q?")], n=3, temperature=0.8, max_tokens=8, seed=5)[0]
+            g = b.generate([Prompt("q?")], n=3, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=8, seed=5))[0]
             reqs = list(up.app.state.requests)
-            g2 = b.generate([Prompt("q?")], n=2, temperature=0.8, max_tokens=8, seed=7)[0]
+            g2 = b.generate([Prompt("q?")], n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=8, seed=7))[0]
         finally:
             b.close()
         assert sorted(r["seed"] for r in reqs) == [5, 6, 7]
@@ -145,7 +146,7 @@ def test_logprobs_refused_retries_without_and_counts_tokens_from_usage():
     with Served(fake_upstream(multi_n=True, logprobs_ok=False)) as up:
         b = RemoteBackend(up.url, params=1)
         try:
-            g = b.generate(["q?"], n=2, temperature=0.8, max_tokens=8)[0]
+            g = b.generate(["q?"], n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=8, seed=None))[0]
         finally:
             b.close()
         assert b._logprobs == [False]
@@ -157,9 +158,9 @@ def test_top_k_is_sent_where_the_upstream_takes_it_and_dropped_where_refused(top
     with Served(fake_upstream(top_k_ok=top_k_ok)) as up:
         b = RemoteBackend(up.url, params=1)
         try:
-            g = b.generate(["q?"], n=2, temperature=0.8, max_tokens=8, top_k=50)[0]
-            b.generate(["q?"], n=2, temperature=0.8, max_tokens=8, top_k=50)
-            b.generate(["q?"], n=2, temperature=0.8, max_tokens=8)  # top_k 0: the field is not sent
+            g = b.generate(["q?"], n=2, params=SamplingParams(temperature=0.8, top_k=50, max_tokens=8, seed=None))[0]
+            b.generate(["q?"], n=2, params=SamplingParams(temperature=0.8, top_k=50, max_tokens=8, seed=None))
+            b.generate(["q?"], n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=8, seed=None))  # top_k 0: the field is not sent
         finally:
             b.close()
         assert len(g.completions) == 2
@@ -175,7 +176,7 @@ def test_load_balancing_and_failover():
         b = RemoteBackend([a.url, dead, b_.url], params=1)
         try:
             for _ in range(6):
-                b.generate(["q?"], n=1, max_tokens=4)
+                b.generate(["q?"], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=None))
         finally:
             b.close()
         assert len(a.app.state.requests) == 3 and len(b_.app.state.requests) == 3
@@ -188,7 +189,7 @@ def test_upstream_errors(fail, exc, needle):
         b = RemoteBackend(up.url, params=1)
         try:
             with pytest.raises(exc) as e:
-                b.generate(["q?"], n=1, max_tokens=4)
+                b.generate(["q?"], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=None))
         finally:
             b.close()
         assert needle in str(e.value)
@@ -199,14 +200,14 @@ def test_unreachable_and_timeout():
     b = RemoteBackend("http://127.0.0.1:9/v1", model="m", params=1)
     try:
         with pytest.raises(UpstreamError, match="cannot reach"):
-            b.generate(["q?"], max_tokens=4)
+            b.generate(["q?"], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=None))
     finally:
         b.close()
     with Served(fake_upstream(delay=3)) as up:
         b = RemoteBackend(up.url, model="m", params=1, timeout=0.3)
         try:
             with pytest.raises(UpstreamTimeout):
-                b.generate(["q?"], max_tokens=4)
+                b.generate(["q?"], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=None))
         finally:
             b.close()
 
@@ -218,7 +219,7 @@ def test_cancel_stops_waiting_and_cancels_the_request():
         threading.Timer(0.2, cancel.set).start()
         try:
             with pytest.raises(CollmError, match="cancelled"):
-                b.generate(["q?"], max_tokens=4, cancel=cancel)
+                b.generate(["q?"], cancel=cancel, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=None))
             for _ in range(100):  # bounded: the upstream sees the connection dropped
                 if up.app.state.disconnected:
                     break
@@ -253,7 +254,7 @@ def test_topk_entropy():
 def test_bad_request_is_refused_before_any_traffic():
     b = RemoteBackend("http://127.0.0.1:9/v1", model="m", params=1)
     with pytest.raises(CollmError, match="n must be"):
-        b.generate(["q?"], n=0)
+        b.generate(["q?"], n=0, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=256, seed=None))
     with pytest.raises(CollmError):
         RemoteBackend([], params=1)
 
@@ -269,8 +270,8 @@ def test_the_matched_stop_string_comes_through_or_is_marked_unknown(field):
     with Served(fake_upstream(stop_field=field)) as up:
         be = RemoteBackend(up.url, params=1000)
         try:
-            comps = be.generate(["q"], n=2, temperature=0.8, max_tokens=16, seed=0, stop=["\n\n"])[0].completions
-            plain = be.generate(["q"], n=1, max_tokens=16)[0].completions[0]
+            comps = be.generate(["q"], n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=16, seed=0, stop=["\n\n"]))[0].completions
+            plain = be.generate(["q"], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=16, seed=None))[0].completions[0]
         finally:
             be.close()
     assert plain.stop_known and plain.stop_reason is None  # no stop asked: nothing to tell apart

@@ -18,6 +18,8 @@ import time
 import httpx
 import pytest
 
+from collm.types import SamplingParams
+
 pytestmark = [
     pytest.mark.llamacpp,
     pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None, reason="llama-cpp-python is not installed"),
@@ -80,7 +82,7 @@ def test_remote_backend_fans_out_and_scores(upstream):
 
     b = RemoteBackend(upstream, params=134_515_008)
     try:
-        g = b.generate([Prompt("What is 2 + 3?")], n=3, temperature=0.8, max_tokens=16, seed=1)[0]
+        g = b.generate([Prompt("What is 2 + 3?")], n=3, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=16, seed=1))[0]
         s = b.score_prompt([Prompt("Tom has 3 apples and buys 2 more. How many apples?")])[0]
     finally:
         b.close()
@@ -104,9 +106,9 @@ def test_beam_search_over_llamacpp_never_ends_an_answer_at_a_step(upstream):
 
     b = RemoteBackend(upstream, params=134_515_008)
     try:
-        g = b.generate(["Name three colours, one per line."], n=1, temperature=0.0, max_tokens=16, stop=["\n"])[0]
+        g = b.generate(["Name three colours, one per line."], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=16, seed=None, stop=["\n"]))[0]
         ans = get_strategy("beam", beam_width=2, max_steps=4, step_tokens=12).run(
-            b, ["Name three colours, one per line."], 2, get_task("number"), max_tokens=40, seed=0)[0]
+            b, ["Name three colours, one per line."], 2, get_task("number"), params=SamplingParams(top_k=0, max_tokens=40, seed=0))[0]
     finally:
         b.close()
     c = g.completions[0]

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from collm.verifiers.rm_table import grading_agreement, load_rm_rows, problem_accuracy, rm_table, to_markdown
+from rm_table import grading_agreement, load_rm_rows, problem_accuracy, rm_table, to_markdown
 
 
 @pytest.fixture(scope="module")

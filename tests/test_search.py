@@ -12,16 +12,15 @@ import math
 import pytest
 
 from collm.answers import get_task
-from collm.backends.base import Backend
+from conftest import FakeBackend
 from collm.errors import CollmError
-from collm.flops import inference_flops
 from collm.prompts import Prompt
 from collm.strategies import STRATEGIES, get_strategy
 from collm.strategies.options import add_strategy_args, strategy_kwargs
 from collm.strategies.revisions import REVISE, chain_lengths, revision_prompt
-from collm.strategies.select import fit_strategy_policy, load_strategy_policy
+from collm.strategies.select import StrategyPolicy, fit_strategy_policy
 from collm.strategies.steps import Path, step_end
-from collm.types import Completion, Generation, Usage
+from collm.types import Completion, SamplingParams
 
 
 # ---- a deterministic stand-in model: it knows a few scripted solutions per
@@ -29,39 +28,28 @@ from collm.types import Completion, Generation, Usage
 # engine with stop=["\n\n"]. A word is a token; every token of a solution has
 # the solution's log-prob. Sample i of a call continues solution
 # (seed + i + len(prefix)) mod (matching solutions).
-class FakeStepBackend(Backend):
+class FakeStepBackend(FakeBackend):
     name = "fake-steps"
-    params = 1000
-    context_length = 100000
 
     def __init__(self, scripts: dict[str, list[tuple[str, float]]], keep_stop: bool = False):
+        super().__init__()
         self.scripts = scripts  # question -> [(solution text, per-token log-prob)]
         self.keep_stop = keep_stop  # an engine that leaves the stop string in the text
-        self.calls: list[dict] = []
 
     def score_prompt(self, prompts):
         raise NotImplementedError
 
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        out, total = [], Usage()
-        for p in prompts:
-            prefix = p.assistant_prefix
-            q = p.question if p.question in self.scripts else p.history[0]["content"]  # a revision turn
-            sols = [s for s in self.scripts[q] if s[0].startswith(prefix)] or self.scripts[q][:1]
-            comps = []
-            for i in range(n):
-                k = 0 if temperature == 0 else ((seed or 0) + i + len(prefix)) % len(sols)
-                text, lp = sols[k]
-                rest = text[len(prefix):] if text.startswith(prefix) else text
-                comps.append(self._piece(rest, lp, max_tokens, stop))
-            ptoks = len((p.question + " " + p.assistant_prefix + " ".join(m["content"] for m in p.history)).split())
-            u = Usage(ptoks, sum(c.tokens for c in comps), inference_flops(self.params, ptoks + sum(c.tokens for c in comps)))
-            total += u
-            out.append(Generation(comps, u))
-        self.calls.append({"prompts": prompts, "n": n, "temperature": temperature, "max_tokens": max_tokens,
-                           "stop": stop, "usage": total})
-        return out
+    def reply(self, p, i, params):
+        prefix = p.assistant_prefix
+        q = p.question if p.question in self.scripts else p.history[0]["content"]  # a revision turn
+        sols = [s for s in self.scripts[q] if s[0].startswith(prefix)] or self.scripts[q][:1]
+        k = 0 if params.temperature == 0 else ((params.seed or 0) + i + len(prefix)) % len(sols)
+        text, lp = sols[k]
+        rest = text[len(prefix):] if text.startswith(prefix) else text
+        return self._piece(rest, lp, params.max_tokens, list(params.stop))
+
+    def prompt_tokens(self, p):
+        return len((p.question + " " + p.assistant_prefix + " ".join(m["content"] for m in p.history)).split())
 
     def _piece(self, rest, lp, max_tokens, stop):
         cut, reason, sr = rest, "stop", None
@@ -121,11 +109,11 @@ def test_step_end_tells_a_step_from_an_answer_from_a_cut():
 def test_verifier_guided_strategies_beat_majority_on_the_scripted_model(keep_stop):
     b = FakeStepBackend(scripts(), keep_stop=keep_stop)
     qs = [Q1, Q2, Q3]
-    maj = get_strategy("majority").run(b, qs, 3, TASK, max_tokens=50)
+    maj = get_strategy("majority").run(b, qs, 3, TASK, params=SamplingParams(top_k=0, max_tokens=50))
     assert [a.answer for a in maj] == ["6", "9", "4"]
     for name, kw in [("weighted", {}), ("best", {}), ("beam", {"beam_width": 3}), ("dvts", {"beam_width": 3}),
                      ("lookahead", {"lookahead": 1, "beam_width": 3})]:
-        got = get_strategy(name, **kw).run(b, qs, 3, TASK, max_tokens=50)
+        got = get_strategy(name, **kw).run(b, qs, 3, TASK, params=SamplingParams(top_k=0, max_tokens=50))
         assert [a.answer for a in got] == ["5", "8", "3"], name
         assert all(a.n == (6 if name == "lookahead" else 3) and a.strategy == name for a in got)
 
@@ -133,57 +121,57 @@ def test_verifier_guided_strategies_beat_majority_on_the_scripted_model(keep_sto
 def test_search_is_batched_across_prompts_and_flops_are_the_calls_sum():
     for name, kw in [("beam", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("lookahead", {"lookahead": 1})]:
         one, many = FakeStepBackend(scripts()), FakeStepBackend(scripts())
-        get_strategy(name, **kw).run(one, [Q1], 4, TASK, max_tokens=50)
-        got = get_strategy(name, **kw).run(many, [Q1, Q2, Q3], 4, TASK, max_tokens=50)
+        get_strategy(name, **kw).run(one, [Q1], 4, TASK, params=SamplingParams(top_k=0, max_tokens=50))
+        got = get_strategy(name, **kw).run(many, [Q1, Q2, Q3], 4, TASK, params=SamplingParams(top_k=0, max_tokens=50))
         assert len(many.calls) == len(one.calls), name  # one call per round, whatever the prompt count
-        assert sum(a.usage.flops for a in got) == pytest.approx(sum(c["usage"].flops for c in many.calls))
-        assert sum(a.usage.completion_tokens for a in got) == sum(c["usage"].completion_tokens for c in many.calls)
+        assert sum(a.usage.flops for a in got) == pytest.approx(sum(c.usage.flops for c in many.calls))
+        assert sum(a.usage.completion_tokens for a in got) == sum(c.usage.completion_tokens for c in many.calls)
         for c in many.calls:
-            assert len({p.question for p in c["prompts"]}) == 3  # every round covers all three prompts
+            assert len({p.question for p in c.prompts}) == 3  # every round covers all three prompts
         if name == "lookahead":
-            rollouts = [c for c in many.calls if c["temperature"] == 0.0]
-            assert rollouts and all(c["n"] == 1 for c in rollouts)
+            rollouts = [c for c in many.calls if c.params.temperature == 0.0]
+            assert rollouts and all(c.n == 1 for c in rollouts)
             assert all(a.extra["rollout_generations"] > 0 for a in got)
 
 
 def test_each_prompt_may_have_its_own_budget():
     for name, kw in [("beam", {"beam_width": 2}), ("dvts", {"beam_width": 2}), ("revisions", {}), ("weighted", {})]:
-        got = get_strategy(name, **kw).run(FakeStepBackend(scripts()), [Q1, Q2, Q3], [1, 4, 8], TASK, max_tokens=50)
+        got = get_strategy(name, **kw).run(FakeStepBackend(scripts()), [Q1, Q2, Q3], [1, 4, 8], TASK, params=SamplingParams(top_k=0, max_tokens=50))
         assert [a.n for a in got] == [1, 4, 8], name
         assert all(a.answer is not None and a.usage.flops > 0 for a in got), name
 
 
 def test_beam_and_dvts_spend_at_most_n_generations_per_round():
     b = FakeStepBackend(scripts())
-    a = get_strategy("beam", beam_width=2).run(b, [Q1], 8, TASK, max_tokens=50)[0]
-    per_round = [len(c["prompts"]) * c["n"] for c in b.calls]
+    a = get_strategy("beam", beam_width=2).run(b, [Q1], 8, TASK, params=SamplingParams(top_k=0, max_tokens=50))[0]
+    per_round = [len(c.prompts) * c.n for c in b.calls]
     assert per_round[0] == 8 and all(x <= 8 for x in per_round)
     assert a.extra["step_generations"] == sum(per_round)
     b = FakeStepBackend(scripts())
-    a = get_strategy("dvts", beam_width=2).run(b, [Q1], 8, TASK, max_tokens=50)[0]
-    assert b.calls[0]["n"] == 8  # 4 subtrees x 2 from the shared root: one call
-    assert all(len(c["prompts"]) <= 4 and c["n"] == 2 for c in b.calls[1:])  # one path per subtree
+    a = get_strategy("dvts", beam_width=2).run(b, [Q1], 8, TASK, params=SamplingParams(top_k=0, max_tokens=50))[0]
+    assert b.calls[0].n == 8  # 4 subtrees x 2 from the shared root: one call
+    assert all(len(c.prompts) <= 4 and c.n == 2 for c in b.calls[1:])  # one path per subtree
 
 
 def test_unfinished_candidates_never_become_answers():
     sc = {Q1: [script(["Two plus three " + "is really " * 30, "so"], "7", 0.99),  # the model's favourite, too long
                script(["Two plus three", "is five"], "5", 0.3)]}
     for name in ("beam", "dvts", "weighted", "best"):
-        a = get_strategy(name, beam_width=2).run(FakeStepBackend(sc), [Q1], 4, TASK, max_tokens=30)[0] \
-            if name in ("beam", "dvts") else get_strategy(name).run(FakeStepBackend(sc), [Q1], 4, TASK, max_tokens=30)[0]
+        a = get_strategy(name, beam_width=2).run(FakeStepBackend(sc), [Q1], 4, TASK, params=SamplingParams(top_k=0, max_tokens=30))[0] \
+            if name in ("beam", "dvts") else get_strategy(name).run(FakeStepBackend(sc), [Q1], 4, TASK, params=SamplingParams(top_k=0, max_tokens=30))[0]
         assert a.answer == "5" and "7" not in a.votes, name
     only_long = {Q1: [sc[Q1][0]]}
     for name in ("beam", "dvts", "lookahead"):
-        a = get_strategy(name).run(FakeStepBackend(only_long), [Q1], 2, TASK, max_tokens=30)[0]
+        a = get_strategy(name).run(FakeStepBackend(only_long), [Q1], 2, TASK, params=SamplingParams(top_k=0, max_tokens=30))[0]
         assert a.answer is None and a.votes == {} and a.extra["unfinished"] > 0 and a.completions == []
 
 
 def test_the_last_round_lets_paths_finish():
     sc = {Q1: [script(["a", "b", "c", "d", "e"], "5", 0.9)]}
     b = FakeStepBackend(sc)
-    a = get_strategy("beam", beam_width=1, max_steps=2).run(b, [Q1], 1, TASK, max_tokens=100)[0]
+    a = get_strategy("beam", beam_width=1, max_steps=2).run(b, [Q1], 1, TASK, params=SamplingParams(top_k=0, max_tokens=100))[0]
     assert a.answer == "5" and a.extra["rounds"] == 2
-    assert b.calls[0]["stop"] == ["\n\n"] and b.calls[-1]["stop"] is None
+    assert b.calls[0].params.stop == ("\n\n",) and not b.calls[-1].params.stop
 
 
 def test_revisions_chains_see_their_earlier_attempts():
@@ -194,13 +182,13 @@ def test_revisions_chains_see_their_earlier_attempts():
     p = revision_prompt(Prompt(Q1), ["first try", "second try"], window=4)
     assert p.question == REVISE and [m["content"] for m in p.history] == [Q1, "first try", REVISE, "second try"]
     b = FakeStepBackend(scripts())
-    a = get_strategy("revisions", revisions=3).run(b, [Q1, Q2], 6, TASK, max_tokens=50)
+    a = get_strategy("revisions", revisions=3).run(b, [Q1, Q2], 6, TASK, params=SamplingParams(top_k=0, max_tokens=50))
     assert len(b.calls) == 3  # rounds, not prompts x chains
-    assert b.calls[0]["n"] == 2 and len(b.calls[1]["prompts"]) == 4
+    assert b.calls[0].n == 2 and len(b.calls[1].prompts) == 4
     assert a[0].extra["chains"] == 2 and len(a[0].completions) == 6
-    assert sum(x.usage.flops for x in a) == pytest.approx(sum(c["usage"].flops for c in b.calls))
+    assert sum(x.usage.flops for x in a) == pytest.approx(sum(c.usage.flops for c in b.calls))
     w = get_strategy("revisions", revisions=3, final="best").run(FakeStepBackend(scripts()), [Q1], 6, TASK,
-                                                                      max_tokens=50)[0]
+                                                                      params=SamplingParams(top_k=0, max_tokens=50))[0]
     assert w.answer == "5"
 
 
@@ -214,7 +202,7 @@ def test_a_failing_remote_verifier_stops_the_strategy_with_a_clear_error():
     for name in ("weighted", "beam", "dvts"):
         b = FakeStepBackend(scripts())
         with pytest.raises(CollmError, match="unreachable"):
-            get_strategy(name, verifier=url, verifier_options={"timeout": 2}).run(b, [Q1], 2, TASK, max_tokens=50)
+            get_strategy(name, verifier=url, verifier_options={"timeout": 2}).run(b, [Q1], 2, TASK, params=SamplingParams(top_k=0, max_tokens=50))
         assert b.calls == []  # it failed before spending any generation
 
 
@@ -276,7 +264,7 @@ def test_strategy_policy_cross_validates_and_round_trips(tmp_path):
     pol = fit_strategy_policy(recs)
     path = tmp_path / "strategy_policy.json"
     pol.save(path)
-    q = load_strategy_policy(path)
+    q = StrategyPolicy.from_file(path)
     assert q.choose(1, 16) == ("beam", {"beam_width": 4})
     assert q.choose(2, 4) == ("majority", {})
     assert q.choose(1, 100) == ("beam", {"beam_width": 4}) and q.choose(1, 1) == ("beam", {"beam_width": 4})
@@ -287,9 +275,9 @@ def test_strategy_policy_cross_validates_and_round_trips(tmp_path):
         q.choose(7, 4)
     (tmp_path / "bad.json").write_text(json.dumps({"table": {}}))
     with pytest.raises(CollmError, match="not a strategy policy"):
-        load_strategy_policy(tmp_path / "bad.json")
+        StrategyPolicy.from_file(tmp_path / "bad.json")
     with pytest.raises(CollmError, match="not found"):
-        load_strategy_policy(tmp_path / "none.json")
+        StrategyPolicy.from_file(tmp_path / "none.json")
 
 
 # ---- the real model, end to end ----
@@ -304,10 +292,10 @@ def smollm():
 
 @pytest.mark.model
 def test_the_engine_tells_a_stop_string_from_the_end_of_the_answer(smollm):
-    g = smollm.generate(["Name three colours."], n=2, temperature=0.8, max_tokens=24, seed=0, stop=[" "])[0]
+    g = smollm.generate(["Name three colours."], n=2, params=SamplingParams(temperature=0.8, top_k=0, max_tokens=24, seed=0, stop=[" "]))[0]
     for c in g.completions:  # a space comes within 24 tokens: each stops on it, and says so
         assert c.finish_reason == "stop" and c.stop_reason == " " and step_end(c, [" "]) == "step"
-    g = smollm.generate(["Say OK."], n=1, temperature=0.0, max_tokens=4, seed=0)[0]
+    g = smollm.generate(["Say OK."], n=1, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=4, seed=0))[0]
     assert g.completions[0].stop_reason is None
 
 
@@ -322,7 +310,7 @@ def test_every_strategy_runs_on_the_real_model(smollm, name, kw):
     qs = ["What is 3 + 4? Reply with the number only."]
     if name == "beam":  # batched across two prompts
         qs.append("Tom has 2 apples and buys 3 more. How many apples does he have?")
-    got = get_strategy(name, **kw).run(smollm, qs, 2, TASK, max_tokens=16, seed=1)
+    got = get_strategy(name, **kw).run(smollm, qs, 2, TASK, params=SamplingParams(top_k=0, max_tokens=16, seed=1))
     assert len(got) == len(qs)
     for a in got:
         assert a.strategy == name and a.n == (4 if name == "lookahead" else 2) and a.usage.flops > 0 and a.usage.completion_tokens > 0

@@ -12,74 +12,25 @@ import threading
 import httpx
 import pytest
 
-from collm.backends.base import Backend
+import conftest
+from collm.allocation.thresholds import ThresholdPolicy
 from collm.backends.remote import UpstreamError, UpstreamTimeout
 from collm.errors import CollmError
-from collm.prompts import as_prompt
+from collm.policies import load_policy
 from collm.serve import ServeConfig, create_app
-from collm.serve.budget import ThresholdPolicy, load_policy
 from collm.serve.limits import Limiter, Rejected, check_api_key
-from collm.types import Completion, Generation, PromptScore, Usage
 
 ANSWERS = ["42", "7", "42", "42", "9", "7", "42", "1"]  # sample j answers ANSWERS[j % 8]: 42 wins every n >= 1
 
 
-class FakeBackend(Backend):
+class FakeBackend(conftest.FakeBackend):
     """Sample j of a prompt says "... \\boxed{ANSWERS[j]}" in 5 tokens; entropy = len(question) / 10."""
 
-    name = "fake"
-    params = 1000
-    context_length = 4096
-
-    def __init__(self, fail: Exception | None = None, block: threading.Event | None = None):
-        self.fail, self.block = fail, block
-        self.calls: list[int] = []
-        self.active = self.peak = 0
-        self._mu = threading.Lock()
-        self.cancelled = threading.Event()
-
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, top_k=0):
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        self.top_ks = getattr(self, "top_ks", []) + [top_k]
-        with self._mu:
-            self.active += 1
-            self.peak = max(self.peak, self.active)
-        try:
-            if self.block is not None:
-                self.block.wait(5)
-            if self.fail is not None:
-                raise self.fail
-            self.calls.append(n)
-            out = []
-            for p in prompts:
-                comps = [Completion(f"step {j}: so \\boxed{{{ANSWERS[j % 8] if temperature > 0 else '42'}}}", 5, -1.0)
-                         for j in range(n)]
-                out.append(Generation(comps, Usage(10, 5 * n, 2.0 * self.params * (10 + 5 * n))))
-            return out
-        finally:
-            with self._mu:
-                self.active -= 1
-
-    def score_prompt(self, prompts):
-        out = []
-        for p in prompts:
-            q = as_prompt(p).question
-            ent = [None] + [len(q) / 10] * 4
-            out.append(PromptScore([0] * 5, ent, [None] + [-1.0] * 4, (1, 5), Usage(5, 0, 2.0 * self.params * 5)))
-        return out
+    answers = tuple(ANSWERS)
 
 
-class CancellableFake(FakeBackend):
-    """Like the remote backend: takes the request's cancel event and stops when it is set."""
-
-    supports_cancel = True
-    thread_safe = True
-
-    def generate(self, prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=None, stop=None, cancel=None, top_k=0):
-        if cancel is not None and cancel.wait(5):
-            self.cancelled.set()
-            raise CollmError("cancelled")
-        return super().generate(prompts, n, temperature, top_p, max_tokens, seed, stop, top_k)
+class CancellableFake(conftest.CancellableFake, FakeBackend):
+    pass
 
 
 def client(backend=None, policy=None, **cfg):
@@ -120,7 +71,7 @@ def test_top_k_from_the_client_or_the_servers_default():
             await c.post("/v1/chat/completions", json=chat())
             await c.post("/v1/chat/completions", json=chat(top_k=0))
             await c.post("/v1/chat/completions", json=chat(top_k=5))
-        return be.top_ks
+        return [c.params.top_k for c in be.calls]
     assert run(go()) == [50, 0, 5]  # 50: the sampling the shipped policies were calibrated with
 
 
@@ -197,12 +148,10 @@ def test_bad_input_gets_clear_4xx(body, status, needle):
 
 def test_program_answers_when_the_operator_allows_them():
     class Coder(FakeBackend):
-        def generate(self, prompts, n=1, **kw):
-            out = super().generate(prompts, n, **kw)
-            for g in out:
-                for c in g.completions:
-                    c.text = "```python\nprint(6 * 7)\n```\n```output\n41\n```\nso \\boxed{41}"
-            return out
+        def reply(self, prompt, j, params):
+            c = super().reply(prompt, j, params)
+            c.text = "```python\nprint(6 * 7)\n```\n```output\n41\n```\nso \\boxed{41}"
+            return c
 
     async def go(task):
         c, _ = client(Coder(), default_n=1, task=task)

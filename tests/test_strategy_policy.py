@@ -12,7 +12,7 @@ import pytest
 
 from collm.errors import CollmError
 from collm.difficulty.bins import DifficultyBins
-from collm.strategies.select import StrategyPolicy, fit_strategy_policy, load_strategy_policy
+from collm.strategies.select import StrategyPolicy, fit_strategy_policy
 
 from allocation_helpers import random_bank
 
@@ -91,14 +91,14 @@ def test_eval_replays_a_strategy_policy_on_a_bank(tmp_path, capsys):
 
 
 def test_the_shipped_strategy_policy_loads_and_says_how_it_was_made():
-    from collm.allocation.live import default_policy_path
+    from collm.policies import default_policy_path
     from collm.strategies.select import KEY
 
     qwen = {"name": "Qwen2.5-Coder-0.5B-Instruct", "sha256": "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"}
     path = default_policy_path(qwen, KEY)
     assert path is not None and path.name.endswith(".strategies.json")
     assert default_policy_path(qwen).name == "qwen2.5-coder-0.5b.json"  # the allocation policy is another file
-    pol = load_strategy_policy(path, model=qwen)
+    pol = StrategyPolicy.from_file(path, model=qwen)
     assert pol.bins_model is not None and pol.bins == [1, 2, 3, 4, 5] and pol.budgets == [1, 2, 4, 8, 16, 32]
     assert "bench/strategies.py replay" in pol.meta["source"]
     assert all(v["held_out_accuracy"] is not None for v in pol.cv.values())
@@ -106,12 +106,11 @@ def test_the_shipped_strategy_policy_loads_and_says_how_it_was_made():
 
 @pytest.mark.model
 def test_ask_with_a_strategy_policy_picks_per_predicted_bin_on_the_real_model(tmp_path, capsys):
-    from collm.allocation.live import backend_model
     from collm.backends import load_backend
     from collm.cli import main
 
     be = load_backend("smollm2-135m", "torch")
-    model = backend_model(be)
+    model = be.identity()
     be.close()
     path = tmp_path / "smollm.strategies.json"
     _policy(model).save(path)

@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 from allocation import learned_uniform, reach  # noqa: E402
 
 from collm.allocation import BankView  # noqa: E402
-from collm.allocation.evaluate import (cross_validate, policy_report, ratio_interval, uniform_per_problem,  # noqa: E402
-                                       uniform_points)
-from collm.allocation.live import default_policy_path  # noqa: E402
+from collm.allocation.evaluate import cross_validate, policy_report, uniform_points  # noqa: E402
+from intervals import ratio_interval, uniform_per_problem  # noqa: E402
+from collm.policies import default_policy_path  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.bank.format import Bank  # noqa: E402
 from collm.answers import get_task  # noqa: E402

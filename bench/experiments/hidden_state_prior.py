@@ -39,6 +39,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from collm.bank import load_bank  # noqa: E402
 from collm.difficulty.learned import fit_logistic, sigmoid  # noqa: E402
@@ -146,7 +147,7 @@ def cmd_allocate():
     import collm.allocation.marginal as marginal
     from collm.allocation import BankView
     from collm.allocation.base import get_policy
-    from collm.allocation.evaluate import two_fold
+    from intervals import two_fold
     from collm.allocation.replay import replay, summary
 
     bank, d, pr, qlog = _load()

@@ -23,9 +23,10 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import log_loss, roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from collm.allocation import BankView  # noqa: E402
-from collm.allocation.evaluate import two_fold  # noqa: E402
+from intervals import two_fold  # noqa: E402
 from collm.allocation.marginal import Marginal  # noqa: E402
 from collm.bank import load_bank  # noqa: E402
 from collm.difficulty.learned import fit_logistic, sigmoid  # noqa: E402

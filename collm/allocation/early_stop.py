@@ -8,12 +8,15 @@ spend moves in steps with conf alone, since counts are small)."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
+from pydantic import Field
 from scipy.special import betainc
 
-from collm.allocation.base import Policy, register
+from collm.allocation.base import Count, Number, Params, Policy, register
 from collm.allocation.replay import replay, summary
-from collm.allocation.state import tally
+from collm.samplers import tally
 
 GRID = (1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 28, 33)
 
@@ -28,7 +31,13 @@ def next_grid(m: int, grid=GRID) -> int:
 @register
 class EarlyStop(Policy):
     kind = "early-stop"
-    defaults = {"conf": 0.95, "n_min": 1, "n_max": 33, "vote_cut": False}
+    learned = ("conf", "n_max")
+
+    class Params(Params):
+        conf: Annotated[Number, Field(gt=0, lt=1)] = 0.95
+        n_min: Count = 1
+        n_max: Count = 33
+
     CONFS = (0.7, 0.8, 0.875, 0.9, 0.94, 0.97, 0.985, 0.995, 0.999)
     N_MAXS = (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 28, 33)
 
@@ -40,33 +49,38 @@ class EarlyStop(Policy):
         best = None
         for n_max in self.N_MAXS:
             for conf in self.CONFS:
-                self.params.update(conf=conf, n_max=min(n_max, view.K + 1))
+                self.state.update(conf=conf, n_max=min(n_max, view.K + 1))
                 r = summary([replay(self, view, 101)])
                 if r[key] <= target and (best is None or r["accuracy"] > best[0]):
-                    best = (r["accuracy"], conf, self.params["n_max"])
+                    best = (r["accuracy"], conf, self.state["n_max"])
                 if r[key] > target:
                     break  # a higher conf only spends more
         if best is None:
             best = (0, self.CONFS[0], 2)
-        self.params.update(conf=best[1], n_max=best[2])
+        self.state.update(conf=best[1], n_max=best[2])
         return self
 
+    def check_state(self):
+        conf, n_max = self.state.get("conf", 0.5), self.state.get("n_max", 1)
+        if not (isinstance(conf, (int, float)) and 0 < conf < 1) or not isinstance(n_max, int) or n_max < 1:
+            raise ValueError("conf must lie in (0, 1) and n_max be a whole number >= 1")
+
     def stopped(self, draws) -> bool:
-        t = tally(draws, self.params["vote_cut"])
+        t = tally(draws, self.value("vote_cut"))
         c = sorted((v[0] for v in t.values()), reverse=True) + [0, 0]
         # P(p1 > p2) for (p1, p2) ~ Beta(c1 + 1, c2 + 1) restricted to the two: I_{1/2}(c2 + 1, c1 + 1)
-        return float(betainc(c[1] + 1, c[0] + 1, 0.5)) >= self.params["conf"]
+        return float(betainc(c[1] + 1, c[0] + 1, 0.5)) >= self.value("conf")
 
     def run(self, sampler):
         idx = np.arange(sampler.P)
         sampler.request(idx, 1, greedy=True)
-        n_max = self.params["n_max"]
+        n_max, n_min = self.value("n_max"), self.value("n_min")
         avail = getattr(sampler, "available", lambda: np.full(sampler.P, 10**9))
         while True:
             left = avail()
             act = [j for j in range(sampler.P) if sampler.gens[j] < n_max and left[j] > 0
                    and sampler.gens[j] >= 1
-                   and (sampler.gens[j] < self.params["n_min"] or not self.stopped(sampler.draws[j]))]
+                   and (sampler.gens[j] < n_min or not self.stopped(sampler.draws[j]))]
             if not act:
                 return
             ks = [min(next_grid(int(sampler.gens[j])), n_max) - int(sampler.gens[j]) for j in act]

@@ -27,14 +27,18 @@ never win.
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
+from pydantic import Field
 
 from collm.allocation.aggregate import GroupScorer
-from collm.allocation.base import Policy, register
+from collm.allocation.base import Count, Number, Params, Policy, register
 from collm.allocation.early_stop import GRID
 from collm.allocation.replay import bisect_knob, spend
-from collm.allocation.state import FEATURES, features, leader
+from collm.allocation.state import FEATURES, features
 from collm.difficulty.learned import fit_logistic, sigmoid
+from collm.samplers import leader
 
 
 def grid_index(m: int, grid) -> int:
@@ -48,8 +52,17 @@ def grid_index(m: int, grid) -> int:
 @register
 class Marginal(Policy):
     kind = "marginal"
-    defaults = {"lam": 0.01, "n_max": 33, "grid": list(GRID), "l2": 1.0, "fit_seeds": 4,
-                "vote_cut": False, "prior_tokens": 2.0, "aggregate": "learned", "answer_form": "auto"}
+    learned = ("lam",)
+
+    class Params(Params):
+        lam: Annotated[Number, Field(ge=0)] = 0.01  # the price of one sample, in accuracy (fit sets it)
+        n_max: Count = 33
+        grid: Annotated[list[Count], Field(min_length=2)] = list(GRID)
+        l2: Annotated[Number, Field(ge=0)] = 1.0
+        fit_seeds: Count = 4
+        prior_tokens: Annotated[Number, Field(ge=0)] = 2.0
+        aggregate: Literal["learned", "majority"] = "learned"
+        answer_form: Literal["auto", "nonneg_int"] | None = "auto"
 
     @property
     def form(self):
@@ -72,6 +85,31 @@ class Marginal(Policy):
 
     def _features(self, draws, q_tokens, max_tokens):
         return features(draws, q_tokens, max_tokens, self.params["vote_cut"], self.form, self.scorer)[1]
+
+    def confidence(self, draws, q_tokens: int, max_tokens: int) -> float:
+        """The value model's P(the answer now is right | the vote state)."""
+        if not self.state.get("W"):
+            return super().confidence(draws, q_tokens, max_tokens)
+        a = grid_index(len(draws), self.state["grid"])
+        return float(sigmoid(np.asarray(self.state["W"])[a, a] @ self._features(draws, q_tokens, max_tokens)))
+
+    def check_state(self):
+        grid, W = self.state.get("grid"), self.state.get("W")
+        if not grid or W is None:
+            raise ValueError("no value model: the policy was never fitted")
+        if list(self.state.get("features", FEATURES)) != list(FEATURES):
+            raise ValueError("the value model was fitted on other features")
+        w = np.asarray(W, float)
+        if w.shape != (len(grid), len(grid), len(FEATURES)) or not np.isfinite(w).all():
+            raise ValueError(f"W has shape {w.shape}, expected {(len(grid), len(grid), len(FEATURES))}")
+        if not all(isinstance(g, int) and g >= 1 for g in grid) or list(grid) != sorted(set(grid)):
+            raise ValueError("grid must be increasing whole numbers >= 1")
+        if not float(self.state.get("mean_sample_tokens", 0)) > 0:
+            raise ValueError("mean_sample_tokens must be > 0")
+        if "lam" in self.state and not float(self.state["lam"]) >= 0:
+            raise ValueError("lam must be >= 0")
+        if "scorer" in self.state:
+            GroupScorer.from_dict(self.state["scorer"])
 
     # ---- the value model ----
     def _trajectories(self, view, seeds):
@@ -110,7 +148,7 @@ class Marginal(Policy):
         target = samples if samples is not None else flops
 
         def set_knob(z):  # lam = 10^-z: the price of one sample, in accuracy
-            self.params["lam"] = float(10 ** (-z))
+            self.state["lam"] = float(10 ** (-z))
 
         bisect_knob(set_knob, lambda: spend(self, view, (101,), samples), target, 0.5, 4.5, increasing=True,
                     iters=12)
@@ -152,7 +190,7 @@ class Marginal(Policy):
     def run(self, sampler):
         idx = np.arange(sampler.P)
         sampler.request(idx, 1, greedy=True)
-        lam = self.params["lam"]
+        lam = self.value("lam")
         while True:
             act = np.nonzero(sampler.gens >= 1)[0]
             if len(act) == 0:

@@ -5,18 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from collm.allocation.budget import Budget, make_budget
-from collm.allocation.sampler import BankSampler
+from collm.bank.format import _key
+from collm.budget import Budget, make_budget
 from collm.errors import CollmError
+from collm.samplers import BankSampler, as_number
 
 DEFAULT_MAX_TOKENS = 400  # the shared bank's max_new_tokens
 
 
 def code_values(bank, A) -> np.ndarray:
     """[P, C] the number behind each answer code (nan: not a number), codes as Bank.arrays() gives them."""
-    from collm.allocation.sampler import as_number
-    from collm.bank.format import _key
-
     C = max(int(A["ans"].max()), int(A["greedy_ans"].max())) + 1
     out = np.full((len(bank.problems), max(C, 1)), np.nan)
     K = A["ans"].shape[1]

@@ -11,19 +11,32 @@ accuracy is kept."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Annotated, Literal
 
-from collm.allocation.base import Policy, register
+import numpy as np
+from pydantic import Field
+
+from collm.allocation.base import Count, Number, Params, Policy, register
 from collm.allocation.replay import bisect_knob, replay, summary
 from collm.difficulty import LearnedDifficulty
 from collm.difficulty import values as signal_values
+from collm.difficulty.signals import SIGNALS
+
+Signal = Literal[SIGNALS]
 
 
 @register
 class Schedule(Policy):
     kind = "schedule"
-    defaults = {"tau": 0.5, "a": 8.0, "beta": 2.0, "n_max": 33, "k": 32,
-                "signals": ["q_tokens", "prefix_entropy", "greedy_nll"], "vote_cut": False}
+    learned = ("tau", "a")
+
+    class Params(Params):
+        tau: Annotated[Number, Field(ge=0, le=1)] = 0.5
+        a: Annotated[Number, Field(ge=0)] = 8.0
+        beta: Annotated[Number, Field(gt=0)] = 2.0
+        n_max: Count = 33
+        k: Count = 32
+        signals: Annotated[list[Signal], Field(min_length=1)] = ["q_tokens", "prefix_entropy", "greedy_nll"]
 
     def _signals(self, sampler) -> dict:
         vals = {}
@@ -38,10 +51,15 @@ class Schedule(Policy):
         return LearnedDifficulty.from_dict(self.state["difficulty"]).predict(self._signals(sampler))
 
     def n_of(self, d) -> np.ndarray:
-        p = self.params
-        x = np.clip((np.asarray(d) - p["tau"]) / max(1 - p["tau"], 1e-9), 0, None)
-        n = 1 + np.ceil(p["a"] * x ** p["beta"])
-        return np.where(np.asarray(d) < p["tau"], 1, np.minimum(n, p["n_max"])).astype(int)
+        tau, a, beta, n_max = self.value("tau"), self.value("a"), self.params["beta"], self.params["n_max"]
+        x = np.clip((np.asarray(d) - tau) / max(1 - tau, 1e-9), 0, None)
+        n = 1 + np.ceil(a * x ** beta)
+        return np.where(np.asarray(d) < tau, 1, np.minimum(n, n_max)).astype(int)
+
+    def check_state(self):
+        if "difficulty" not in self.state:
+            raise ValueError("no difficulty model: the policy was never fitted")
+        LearnedDifficulty.from_dict(self.state["difficulty"])
 
     def fit(self, view, samples=None, flops=None):
         super().fit(view, samples, flops)
@@ -57,17 +75,17 @@ class Schedule(Policy):
         seeds = (101, 102)
         best = None
         for q in (0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8):
-            self.params["tau"] = float(np.quantile(d, q)) if q > 0 else 0.0
+            self.state["tau"] = float(np.quantile(d, q)) if q > 0 else 0.0
 
             def set_a(a):
-                self.params["a"] = float(a)
+                self.state["a"] = float(a)
 
             bisect_knob(set_a, lambda: summary([replay(self, view, sd) for sd in seeds])[key], target,
                         0.0, 200.0, increasing=True, iters=14)
             res = summary([replay(self, view, sd) for sd in seeds])
             if best is None or res["accuracy"] > best[0]:
-                best = (res["accuracy"], self.params["tau"], self.params["a"])
-        self.params["tau"], self.params["a"] = best[1], best[2]
+                best = (res["accuracy"], self.state["tau"], self.state["a"])
+        self.state["tau"], self.state["a"] = best[1], best[2]
         return self
 
     def run(self, sampler):

@@ -1,12 +1,6 @@
 """A prompt's vote state: what its draws so far say, as an answer and as a
-few numbers a policy can act on.
-
-Votes: every draw with an answer votes once, the greedy pass included; a
-draw cut at max_tokens never votes (the rule live strategies follow). Ties go
-to the answer drawn first, and the greedy pass is drawn first. With an
-answer form ("nonneg_int": GSM8K, whose answers are all whole numbers >= 0),
-answers of another form are implausible: they never win while a plausible
-answer has a vote.
+few numbers a policy can act on. The votes themselves (tally, leader) are
+collm.samplers.base's.
 
 The features (all cheap, all available in a bank replay and live):
     share1, share2   leader's and runner-up's share of the draws
@@ -34,42 +28,14 @@ import math
 
 import numpy as np
 
+from collm.samplers.base import leader, plausible, tally  # noqa: F401  (tally: re-exported for policies)
+
 FEATURES = ("bias", "share1", "share2", "distinct", "greedy_lead", "novote", "certainty_gap", "length", "q_len",
             "share1^2", "share1*greedy_lead", "share2^2", "share1*distinct", "implausible", "score1", "score2")
 GROUP_FEATURES = ("bias", "share", "share^2", "mean_lpt", "max_lpt", "greedy", "length", "plausible", "is_leader", "1/m",
                   "rel_lpt_sum", "lead", "log_votes", "rel_lpt", "log_value", "rel_z_sum", "rel_z", "zero", "huge")
 TEXT_FEATURES = ("clean_share", "slip_frac")
 ALL_GROUP_FEATURES = GROUP_FEATURES + TEXT_FEATURES
-
-
-def plausible(d, form: str | None) -> bool:
-    if form is None:
-        return True
-    if form == "nonneg_int":
-        return d.value is not None and d.value >= 0 and d.value == int(d.value)
-    return True
-
-
-def tally(draws, vote_cut: bool = False, form: str | None = None) -> dict:
-    """answer -> [votes, summed log-prob per token, plausible], in first-drawn order."""
-    out: dict = {}
-    for d in draws:
-        if d.key is None or (d.cut and not vote_cut):
-            continue
-        t = out.setdefault(d.key, [0, 0.0, plausible(d, form)])
-        t[0] += 1
-        t[1] += d.lp / max(d.tokens, 1)
-    return out
-
-
-def leader(draws, vote_cut: bool = False, form: str | None = None):
-    """The majority answer (plausible answers first; ties: drawn first) and the tally."""
-    t = tally(draws, vote_cut, form)
-    best, best_c = None, (-1, -1)
-    for k, (c, _, ok) in t.items():
-        if (ok, c) > best_c:
-            best, best_c = k, (ok, c)
-    return best, t
 
 
 def groups(draws, form: str | None = None) -> tuple[list, np.ndarray]:

@@ -5,14 +5,19 @@ own majority curves; no greedy pass)."""
 from __future__ import annotations
 
 import numpy as np
+from pydantic import StrictBool
 
-from collm.allocation.base import Policy, register
+from collm.allocation.base import Count, Params, Policy, register
 
 
 @register
 class Uniform(Policy):
     kind = "uniform"
-    defaults = {"n": 8, "vote_cut": True}
+    learned = ("n",)
+
+    class Params(Params):
+        n: Count = 8
+        vote_cut: StrictBool = True
 
     def fit(self, view, samples=None, flops=None):
         super().fit(view, samples, flops)
@@ -22,12 +27,17 @@ class Uniform(Policy):
             per = 2.0 * view.params
             n = (flops / per - view.A["prompt_tokens"].mean()) / view.mean_sample_tokens
         else:
-            n = self.params["n"]
-        self.params["n"] = int(np.clip(np.floor(n + 1e-9), 1, view.K))
+            n = self.params["n"]  # as given, within what the bank holds
+        self.state["n"] = int(np.clip(np.floor(n + 1e-9), 1, view.K))
         return self
+
+    def check_state(self):
+        if "n" in self.state and (not isinstance(self.state["n"], int) or self.state["n"] < 1):
+            raise ValueError("n must be a whole number >= 1")
 
     def run(self, sampler):
         idx = np.arange(sampler.P)
+        n = self.value("n")
         sampler.request(idx, 1)  # one each first, so a tight budget still answers every prompt
-        if self.params["n"] > 1:
-            sampler.request(idx, self.params["n"] - 1)
+        if n > 1:
+            sampler.request(idx, n - 1)

@@ -31,6 +31,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from collm.answers.registry import PROGRAM_SUFFIX, Task, register_variant
+
 CPU_S, MEMORY_MB, FILE_MB, WALL_S = 2, 512, 1, 5.0
 _BLOCK = re.compile(r"```(?:python|py)[ \t]*\n(.*?)(?:```|$)", re.S)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?")
@@ -90,8 +92,6 @@ def last_number(s: str) -> str | None:
 
 def program_task(task):
     """`task` with an extractor that prefers the number the solution's code prints."""
-    from collm.answers.registry import PROGRAM_SUFFIX, Task
-
     def extract(text: str):
         a = program_answer(text)
         return a if a is not None else task.extract(text)
@@ -109,3 +109,6 @@ def program_answer(text: str) -> str | None:
         return None
     r = run_program("\n".join(blocks))
     return last_number(r.stdout) if r.ok else None
+
+
+register_variant(PROGRAM_SUFFIX, program_task)

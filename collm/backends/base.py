@@ -2,71 +2,83 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from collm.errors import CollmError
-from collm.prompts import Prompt, as_prompt
-from collm.types import Generation, PromptScore
-
-
-# Sampling keeps the 50 most likely tokens unless told otherwise: Hugging Face
-# generate()'s default, which the shared bank and the policies calibrated on it
-# were drawn with (0 samples from the whole vocabulary, as vLLM does).
-DEFAULT_TOP_K = 50
+from collm.prompts import ChatTemplate, Prompt, as_prompt
+from collm.types import Generation, PromptScore, SamplingParams, sampling
 
 
 class Backend(ABC):
     """A model behind generate / score_prompt, with its size for FLOP accounting.
 
-    generate(prompts, n, ...) -> one Generation per prompt, n Completions each,
-        every Completion with its text, token count, summed and per-token
-        log-probs and finish reason; the Generation's usage counts the prompt's
-        prefill once and every generated token.
-    score_prompt(prompts) -> one PromptScore per prompt from one forward pass.
+    generate(prompts, n, params) -> one Generation per prompt, n Completions
+        each, every Completion with its text, token count, summed and
+        per-token log-probs and finish reason; the Generation's usage counts
+        the prompt's prefill once and every generated token. params is a
+        SamplingParams (None: the defaults). offsets[j] (optional) is the
+        index of prompt j's first new sample, so that a prompt's samples do
+        not depend on how calls are cut (collm.backends.seeding).
+    score_prompt(prompts) -> one PromptScore per prompt from one forward pass
+        (raise CollmError when the model behind cannot give prompt log-probs).
+
+    Optional capabilities are declared here, as class attributes a backend
+    sets, so that callers ask rather than guess:
+
+        thread_safe      generate/score_prompt may run in many threads at once
+        supports_cancel  generate/score_prompt take cancel=threading.Event and
+                         stop the work under way when it is set
+        tokenizes        encode(prompt) gives exact token ids and the question span
+        template         the model's ChatTemplate, when collm renders prompts itself
     """
 
     name: str = "backend"
     params: int = 0  # parameter count: every cost is 2 x params x tokens
     context_length: int = 2048
     model_id: str = ""  # identifies the weights (e.g. sha256 of the GGUF)
+    thread_safe: bool = False
+    supports_cancel: bool = False
+    tokenizes: bool = False
+    template: ChatTemplate | None = None
 
     @abstractmethod
-    def generate(
-        self,
-        prompts: Sequence[Prompt | str],
-        n: int = 1,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        max_tokens: int = 256,
-        seed: int | None = None,
-        stop: Sequence[str] | None = None,
-        top_k: int = 0,
-    ) -> list[Generation]: ...
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None) -> list[Generation]: ...
 
     @abstractmethod
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]: ...
 
+    # ---- optional capabilities with their defaults ----
+    def encode(self, prompt: Prompt) -> tuple[list[int], tuple[int, int]]:
+        """Token ids of the templated prompt and the question's span (backends with `tokenizes`)."""
+        raise CollmError(f"the {self.name} backend has no tokenizer of its own")
+
+    def count_prompt_tokens(self, prompt: Prompt) -> tuple[int, int]:
+        """(tokens of the whole templated prompt, tokens of the question): exact
+        where the backend tokenizes, else a generous guess (3 characters a token
+        and 64 for the template), which budgets only ever overestimate."""
+        if self.tokenizes:
+            ids, (s, e) = self.encode(as_prompt(prompt))
+            return len(ids), max(1, e - s)
+        p = as_prompt(prompt)
+        q = max(1, len(p.question) // 3)
+        rest = len(p.system or "") + sum(len(str(m.get("content", ""))) for m in p.history) + len(p.assistant_prefix)
+        return q + rest // 3 + 64, q
+
     # ---- helpers shared by engines ----
-    def check_request(self, prompts: Sequence[Prompt | str], n: int, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
-                      top_k: int = 0) -> list[Prompt]:
-        if n < 1:
+    def check_request(self, prompts: Sequence[Prompt | str], n: int,
+                      params: SamplingParams | None = None) -> tuple[list[Prompt], SamplingParams]:
+        """(the prompts as Prompt objects, the sampling settings), or CollmError."""
+        if not isinstance(n, int) or n < 1:
             raise CollmError(f"n must be at least 1 (got {n})")
-        if max_tokens < 1:
-            raise CollmError(f"max_tokens must be at least 1 (got {max_tokens})")
-        if max_tokens >= self.context_length:
-            raise CollmError(f"max_tokens {max_tokens} is beyond the model's context of {self.context_length} tokens")
-        if temperature < 0:
-            raise CollmError(f"temperature must be >= 0 (got {temperature})")
-        if not 0 < top_p <= 1:
-            raise CollmError(f"top_p must be in (0, 1] (got {top_p})")
-        if top_k < 0 or int(top_k) != top_k:
-            raise CollmError(f"top_k must be a whole number >= 0, 0 for the whole vocabulary (got {top_k})")
+        params = sampling(params).check(self.context_length)
         out = [as_prompt(p) for p in prompts]
         for p in out:
             if not p.question.strip():
                 raise CollmError("the question is empty")
-        return out
+        return out, params
 
     def encode_checked(self, prompts: list[Prompt], max_tokens: int) -> list[tuple[list[int], tuple[int, int]]]:
         """Token ids and question span of each prompt (engines define encode()), refusing
@@ -77,6 +89,21 @@ class Backend(ABC):
                 raise CollmError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) is beyond the model's "
                                  f"context of {self.context_length} tokens")
         return enc
+
+    def identity(self) -> dict:
+        """{name, sha256, params} of the weights behind this backend, as far as it
+        knows them: what policy files and bank headers record, and what a policy
+        is checked against before it is used."""
+        res = getattr(self, "resolved", None)
+        if res is not None and getattr(res, "sha256", None):
+            return {"name": res.name, "sha256": res.sha256, "params": self.params}
+        mid = str(self.model_id or "")
+        if re.fullmatch(r"[0-9a-f]{64}", mid):
+            return {"name": None, "sha256": mid, "params": self.params}
+        m = re.fullmatch(r"(.+)@sha256:([0-9a-f]{16,64})", mid)
+        if m:
+            return {"name": m.group(1), "sha256": m.group(2), "params": self.params}
+        return {"name": mid or self.name, "sha256": None, "params": self.params}
 
     @property
     def model_name(self) -> str:

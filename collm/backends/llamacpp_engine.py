@@ -36,7 +36,7 @@ from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, resolve
 from collm.prompts import ChatTemplate, Prompt
-from collm.types import Completion, Generation, PromptScore, Usage
+from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
 
 DEFAULT_CONTEXT = 8192  # KV cells, shared by a prompt and its samples; capped by the trained context
 MAX_SEQS = 64  # samples decoded together
@@ -90,6 +90,7 @@ class LlamaCppEngine(Backend):
     max_seqs: samples decoded together (a prompt's n samples go in groups of it)."""
 
     name = "llamacpp"
+    tokenizes = True
 
     def __init__(self, model: ResolvedModel | str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int = 512, max_seqs: int = MAX_SEQS):
@@ -182,13 +183,13 @@ class LlamaCppEngine(Backend):
         return self._rows(1)[0].copy()
 
     # ---- generate
-    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 top_k: int = 0, offsets: Sequence[int] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None) -> list[Generation]:
+        prompts, params = self.check_request(prompts, n, params)
+        temperature, top_p, top_k, max_tokens = params.temperature, params.top_p, params.top_k, params.max_tokens
+        seed, stop = params.seed, list(params.stop)
         enc = [ids for ids, _ in self.encode_checked(prompts, max_tokens)]
         first = seeding.firsts(offsets, len(enc))
-        stop = list(stop or [])
         rows = 1 if temperature == 0 else n  # greedy: the n samples are one
 
         def rngs(j, a, b):  # the streams of samples a .. b-1 of prompt j (collm.backends.seeding)
@@ -297,7 +298,7 @@ class LlamaCppEngine(Backend):
 
     # ---- score_prompt
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
-        prompts = self.check_request(prompts, 1, 1)
+        prompts, _ = self.check_request(prompts, 1, SamplingParams(max_tokens=1))
         return [self._score(ids, span) for ids, span in self.encode_checked(prompts, 0)]
 
     def _score(self, ids: list[int], span: tuple[int, int]) -> PromptScore:

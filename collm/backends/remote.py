@@ -2,12 +2,12 @@
 llama.cpp server, Ollama) through the official async `openai` client.
 
     backend = RemoteBackend(["http://127.0.0.1:8001/v1"], params=494_032_768)
-    backend.generate([Prompt("What is 2+3?")], n=8, temperature=0.8, max_tokens=256)
+    backend.generate([Prompt("What is 2+3?")], n=8, SamplingParams(max_tokens=256))
 
 Strategies run on it unchanged: generate() and score_prompt() are the Backend
 interface, synchronous, and safe to call from many threads at once; the
-HTTP work runs on one event loop in a background thread (agenerate /
-ascore_prompt await the same work from any event loop).
+HTTP work runs on one event loop in a background thread (agenerate awaits
+the same work from any event loop).
 
 Generation uses /v1/chat/completions, so the upstream applies the model's
 own chat template, with `n`, `seed` and `logprobs`:
@@ -56,11 +56,12 @@ import threading
 import time
 from collections.abc import Sequence
 
+from collm.backends import seeding
 from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.prompts import ChatTemplate, Prompt
-from collm.types import Completion, Generation, PromptScore
+from collm.types import Completion, Generation, PromptScore, SamplingParams
 
 TOP_LOGPROBS = 5
 DOWN_FOR_S = 10.0  # an upstream that could not be reached is tried last for this long
@@ -259,26 +260,23 @@ class RemoteBackend(Backend):
         prompt_tokens = responses[0].usage.prompt_tokens if responses[0].usage else 0
         return Generation(comps, usage_for(self.params, prompt_tokens, [c.tokens for c in comps]))
 
-    async def agenerate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0,
-                        top_p: float = 1.0, max_tokens: int = 256, seed: int | None = None,
-                        stop: Sequence[str] | None = None, top_k: int = 0) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        kw = dict(temperature=temperature, top_p=top_p, top_k=int(top_k), max_tokens=max_tokens,
-                  stop=list(stop) if stop else None)
-        coro = asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))
-        return await self._await_here(coro)
+    async def _work(self, prompts, n: int, params: SamplingParams | None, offsets):
+        """Every prompt's samples (one request per prompt, or fanned out), on the backend's loop."""
+        prompts, params = self.check_request(prompts, n, params)
+        first = seeding.firsts(offsets, len(prompts))
+        kw = dict(temperature=params.temperature, top_p=params.top_p, top_k=int(params.top_k),
+                  max_tokens=params.max_tokens, stop=list(params.stop) or None)
+        # a prompt's samples from index `first` on: the upstream's own seeding of seed + first
+        seeds = [None if params.seed is None else (params.seed + f) % (2**31) for f in first]
+        return await asyncio.gather(*(self._call(self._generate_one, p, n, s, kw) for p, s in zip(prompts, seeds)))
 
-    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 cancel: threading.Event | None = None, top_k: int = 0) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
-        kw = dict(temperature=temperature, top_p=top_p, top_k=int(top_k), max_tokens=max_tokens,
-                  stop=list(stop) if stop else None)
+    async def agenerate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                        offsets: Sequence[int] | None = None) -> list[Generation]:
+        return await self._await_here(self._work(prompts, n, params, offsets))
 
-        async def work():
-            return await asyncio.gather(*(self._call(self._generate_one, p, n, seed, kw) for p in prompts))
-
-        return self._run(work(), cancel)
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None, cancel: threading.Event | None = None) -> list[Generation]:
+        return self._run(self._work(prompts, n, params, offsets), cancel)
 
     async def _await_here(self, coro):
         """Await work that runs on the backend's own loop from any other event loop."""

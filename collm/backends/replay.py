@@ -26,10 +26,11 @@ import numpy as np
 
 from collm.backends.base import Backend
 from collm.bank.format import Bank, BankProblem, BankSample, load_bank
+from collm.datasets import load_dataset
 from collm.errors import CollmError
 from collm.flops import inference_flops
 from collm.prompts import Prompt, as_prompt
-from collm.types import Completion, Generation, PromptScore, Usage
+from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
 
 
 def answer_text(a) -> str:
@@ -79,8 +80,6 @@ class ReplayBackend(Backend):
 
     def _questions(self) -> dict[str, int]:
         if self._by_question is None:
-            from collm.datasets import load_dataset
-
             name, split = self.bank.header.get("dataset"), self.bank.header.get("split", "test")
             if not name:
                 raise CollmError(f"the bank {self.bank.path} names no dataset: match prompts by Prompt.id")
@@ -105,18 +104,23 @@ class ReplayBackend(Backend):
         self._served[prob.i] = got + n
         return [prob.samples[j] for j in self._order[prob.i][got:got + n]]
 
-    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 top_k: int = 0) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None) -> list[Generation]:
+        """The next n samples of each prompt's problem in the replay order
+        (offsets are not needed: the backend counts what it served)."""
+        prompts, params = self.check_request(prompts, n, params)
         out = []
         for p in prompts:
             prob = self.problem(p)
-            picked = [prob.greedy] * n if temperature == 0 else self.next_samples(prob, n)
+            picked = [prob.greedy] * n if params.greedy else self.next_samples(prob, n)
             comps = [Completion(text=f"\\boxed{{{answer_text(s.a)}}}" if s.a is not None else "", tokens=s.n,
                                 logprob=s.lp, finish_reason=s.f or "stop") for s in picked]
             out.append(Generation(comps, self._usage(prob, comps)))
         return out
+
+    def count_prompt_tokens(self, prompt: Prompt | str) -> tuple[int, int]:
+        prob = self.problem(prompt)
+        return prob.prompt_tokens, max(1, prob.q_tokens)
 
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
         """The bank's prefix signal: q_entropy / q_nll over the question span

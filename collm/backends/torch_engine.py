@@ -28,7 +28,7 @@ from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, cache_dir, resolve
 from collm.prompts import ChatTemplate, Prompt
-from collm.types import Completion, Generation, PromptScore, Usage
+from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
 DEFAULT_CONTEXT = 8192  # cap on the context used, whatever the model allows
@@ -84,6 +84,7 @@ class TorchEngine(Backend):
     """transformers engine. max_batch caps the rows (prompts x n) decoded together."""
 
     name = "torch"
+    tokenizes = True
 
     def __init__(self, model: ResolvedModel | str | None = None, device: str | None = None,
                  dtype: torch.dtype | None = None, max_batch: int = 64, n_ctx: int | None = None):
@@ -140,10 +141,11 @@ class TorchEngine(Backend):
         return ids.to(self.device), mask.to(self.device)
 
     # ---- generate
-    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None,
-                 top_k: int = 0, offsets: Sequence[int] | None = None) -> list[Generation]:
-        prompts = self.check_request(prompts, n, max_tokens, temperature, top_p, top_k)
+    def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None) -> list[Generation]:
+        prompts, params = self.check_request(prompts, n, params)
+        temperature, top_p, top_k, max_tokens = params.temperature, params.top_p, params.top_k, params.max_tokens
+        seed, stop = params.seed, params.stop
         enc = self.encode_checked(prompts, max_tokens)
         first = seeding.firsts(offsets, len(enc))
         k = 1 if temperature == 0 else n  # greedy: the n samples are one, copied
@@ -238,7 +240,7 @@ class TorchEngine(Backend):
     # ---- score_prompt
     @torch.inference_mode()
     def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
-        prompts = self.check_request(prompts, 1, 1)
+        prompts, _ = self.check_request(prompts, 1, SamplingParams(max_tokens=1))
         enc = self.encode_checked(prompts, 0)
         out = []
         if not enc:

@@ -21,13 +21,12 @@ import sys
 import time
 from pathlib import Path
 
-from collm import __version__
-from collm.answers import get_task
-from collm.backends.base import DEFAULT_TOP_K
+from collm.answers import extract_all, get_task
 from collm.bank.format import FORMAT_VERSION, HEADER_KEY, encode_line, header_field, parse_problem
 from collm.errors import CollmError
 from collm.prompts import DEFAULT_SYSTEM, Prompt
-from collm.strategies.base import extract_all
+from collm.types import SamplingParams
+from collm.version import __version__
 
 # header fields that must match for a resume to continue a file
 SAME = (("model", "name"), ("model", "sha256"), ("model", "params"), ("dataset",), ("split",),
@@ -35,11 +34,10 @@ SAME = (("model", "name"), ("model", "sha256"), ("model", "params"), ("dataset",
         ("sampling", "seed"), ("prompt", "system"), ("extractor",), ("texts",))
 
 
-def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: int, temperature: float,
-                top_p: float, max_tokens: int, seed: int, top_k: int = DEFAULT_TOP_K, system: str | None = DEFAULT_SYSTEM,
-                keep_text: bool = False) -> dict:
-    template = getattr(backend, "template", None) or getattr(backend, "chat_template", None)
-    source = getattr(template, "source", template if isinstance(template, str) else None)
+def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: int, params: SamplingParams,
+                system: str | None = DEFAULT_SYSTEM, keep_text: bool = False) -> dict:
+    template = backend.template
+    source = getattr(template, "source", None)
     header = {
         HEADER_KEY: FORMAT_VERSION,
         "model": {"name": model, "sha256": getattr(getattr(backend, "resolved", None), "sha256", None) or backend.model_id or None,
@@ -47,8 +45,9 @@ def make_header(backend, model: str, dataset: str, split: str, task: str, *, k: 
         "dataset": dataset, "split": split,
         "prompt": {"system": system, "template": "the model's chat template, generation prompt added",
                    "template_sha256": hashlib.sha256(source.encode()).hexdigest() if source else None},
-        "sampling": {"k": k, "temperature": temperature, "top_p": top_p, "top_k": top_k, "max_tokens": max_tokens,
-                     "seed": seed, "streams": "per sample: (seed, sample index, prompt tokens), collm.backends.seeding"},
+        "sampling": {"k": k, "temperature": params.temperature, "top_p": params.top_p, "top_k": params.top_k,
+                     "max_tokens": params.max_tokens, "seed": params.seed,
+                     "streams": "per sample: (seed, sample index, prompt tokens), collm.backends.seeding"},
         "extractor": f"{task} (collm.answers; a sample cut at max_tokens has no answer)",
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "collm_version": __version__,
@@ -136,6 +135,8 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
     from tqdm import tqdm
 
     sp = header["sampling"]
+    params = SamplingParams(temperature=sp["temperature"], top_p=sp["top_p"], top_k=sp.get("top_k") or 0,
+                            max_tokens=sp["max_tokens"], seed=sp["seed"])
     task = get_task(problems[0].task) if problems else None
     out = Path(out)
     with open_out(out) as f:
@@ -154,10 +155,9 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                 prompts = [Prompt(p.question, system=header["prompt"]["system"], id=p.id) for p in batch]
                 scores = backend.score_prompt(prompts)
                 t0 = time.perf_counter()
-                gens = backend.generate(prompts, n=sp["k"], temperature=sp["temperature"], top_p=sp["top_p"], top_k=sp.get("top_k") or 0,
-                                        max_tokens=sp["max_tokens"], seed=sp["seed"])
+                gens = backend.generate(prompts, sp["k"], params)
                 t1 = time.perf_counter()
-                greedy = backend.generate(prompts, n=1, temperature=0.0, max_tokens=sp["max_tokens"], seed=sp["seed"])
+                greedy = backend.generate(prompts, 1, params.as_greedy())
                 t2 = time.perf_counter()
                 # wall seconds per problem (its batch's time shared evenly): the report's live latency columns
                 timing = {"samples_s": round((t1 - t0) / len(batch), 3), "greedy_s": round((t2 - t1) / len(batch), 3),

@@ -27,7 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from collm.answers import TASKS, get_task
 from collm.errors import CollmError
+from collm.verifiers.arithmetic import slips as count_slips
 
 HEADER_KEY = "collm_bank"
 FORMAT_VERSION = 1
@@ -136,15 +138,11 @@ class Bank:
     def task_name(self) -> str:
         """The answer task its samples were graded with (from the header)."""
         ex = str(self.header.get("extractor") or "").split(" ")[0]
-        from collm.answers import TASKS
-
         base = ex[: -len("+program")] if ex.endswith("+program") else ex
         return ex if base in TASKS else str(self.header.get("dataset") or "gsm8k")
 
     def with_program_answers(self) -> "Bank":
         """Answered again where a sample's own Python prints a number (collm.answers.program)."""
-        from collm.answers import get_task
-
         name = self.task_name
         return self if name.endswith("+program") else self.reextract(get_task(name + "+program"))
 
@@ -166,8 +164,6 @@ class Bank:
         texts = any(s.t is not None for p in self.problems for s in p.samples[:k])
         slips = np.full((P, k), -1, np.int64)
         g_slips = np.full(P, -1, np.int64)
-        if texts:
-            from collm.verifiers.arithmetic import slips as count_slips
         for r, p in enumerate(self.problems):
             codes: dict = {}
             for c, s in enumerate(p.samples[:k]):

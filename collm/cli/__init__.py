@@ -9,8 +9,8 @@ import argparse
 import importlib
 import sys
 
-from collm import __version__
 from collm.errors import CollmError
+from collm.version import __version__
 
 COMMANDS = ["ask", "models", "bank", "eval", "calibrate", "serve", "report", "plan", "demo"]
 
@@ -27,12 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"collm {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"collm.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"collm.cli.{name}":
-                continue  # subcommand not written yet
-            raise
+        mod = importlib.import_module(f"collm.cli.{name}")
         sp = mod.add_parser(sub)
         sp.set_defaults(_run=mod.run)
     return p

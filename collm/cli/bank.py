@@ -8,26 +8,24 @@ from __future__ import annotations
 import json
 import sys
 
-from collm.backends.base import DEFAULT_TOP_K
+from collm.bank.build import build_bank, make_header, open_out
+from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
+from collm.datasets import load_dataset
+from collm.errors import CollmError
+from collm.types import DEFAULT_TEMPERATURE
 
 
 def add_parser(sub):
     p = sub.add_parser("bank", help="build or inspect a sample bank", description=__doc__)
     bsub = p.add_subparsers(dest="bank_command", metavar="ACTION")
     b = bsub.add_parser("build", help="sample K graded answers per problem into a bank (resumes after a crash)")
-    b.add_argument("--model", required=True, help="model name (see `collm models`)")
-    b.add_argument("--engine", default=None, help="engine to run it on (default: the best available)")
+    add_model_args(b, required=True)
     b.add_argument("--dataset", required=True, help="dataset name (gsm8k, math500, svamp, ...)")
     b.add_argument("--split", default="test")
     b.add_argument("--offset", type=int, default=0, help="first dataset row")
     b.add_argument("--limit", type=int, default=None, help="number of problems (default: all)")
     b.add_argument("--k", type=int, required=True, help="samples per problem")
-    b.add_argument("--max-tokens", type=int, default=400)
-    b.add_argument("--temperature", type=float, default=0.8)
-    b.add_argument("--top-p", type=float, default=1.0)
-    b.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
-                   help=f"sample from the k most likely tokens (default {DEFAULT_TOP_K}, as the shared bank; 0: all)")
-    b.add_argument("--seed", type=int, default=0)
+    add_sampling_args(b, temperature=DEFAULT_TEMPERATURE)
     b.add_argument("--batch-size", type=int, default=4, help="problems per engine call")
     b.add_argument("--out", required=True, help="bank file (JSONL); an existing one is resumed")
     b.add_argument("--keep-text", action="store_true",
@@ -43,8 +41,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from collm.errors import CollmError
-
     if args.bank_command == "info":
         from collm.bank.format import load_bank
 
@@ -69,31 +65,21 @@ def run(args) -> int:
         return 2
     if args.k < 1:
         raise CollmError(f"--k must be at least 1 (got {args.k})")
-    if args.max_tokens < 1:
-        raise CollmError(f"--max-tokens must be at least 1 (got {args.max_tokens})")
     if args.batch_size < 1:
         raise CollmError(f"--batch-size must be at least 1 (got {args.batch_size})")
-    if args.temperature <= 0:
+    params = sampling_from_args(args)
+    if params.temperature <= 0:
         raise CollmError("--temperature must be > 0 for sampled banks (the greedy decode is always added)")
-    if args.top_k < 0:
-        raise CollmError(f"--top-k must be >= 0, 0 for the whole vocabulary (got {args.top_k})")
 
     from pathlib import Path
 
-    from collm.bank.build import build_bank, make_header, open_out
-    from collm.datasets import load_dataset
 
     problems = load_dataset(args.dataset, args.split, args.offset, args.limit)
     if not problems:
         raise CollmError(f"no problems in {args.dataset}/{args.split} from row {args.offset}")
     open_out(Path(args.out)).close()  # fail before the model loads, not after
-    try:
-        from collm.backends import load_backend
-    except ImportError:
-        raise CollmError("no model engine is available to build a bank") from None
-    backend = load_backend(args.model) if args.engine is None else load_backend(args.model, args.engine)
-    header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
-                         temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_tokens=args.max_tokens, seed=args.seed,
+    backend = backend_from_args(args)
+    header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k, params=params,
                          keep_text=args.keep_text)
     try:
         res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet)

@@ -1,13 +1,18 @@
-"""`collm calibrate`: fit an allocation policy on a sample bank for a budget.
+"""`collm calibrate`: fit a policy on a sample bank.
 
     collm calibrate --bank BANK.jsonl --policy marginal --budget 8 --out policy.json
     collm calibrate --bank BANK.jsonl --policy schedule --flops 1.5e12 --out policy.json
+    collm calibrate --bank BANK.jsonl --strategies --out model.strategies.json
 
 --budget is average generations per problem (the greedy pass counts as one),
 --flops average FLOPs per problem. The figures printed (and stored in the
 file's "cv") come from two-fold cross-validation: fitted on half the
 problems, replayed on the other half, and swapped; never in-sample. The
 policy written is then fitted on the whole bank.
+
+--strategies fits the per-bin strategy policy instead (collm.strategies.select:
+the strategy per predicted difficulty bin and budget, chosen by two-fold
+cross-validation), what `collm ask --strategy auto` runs.
 """
 
 from __future__ import annotations
@@ -15,18 +20,31 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.allocation import BankView, get_policy
+from collm.allocation.evaluate import compute_ratio, cross_validate, uniform_points
+from collm.bank import load_bank
+from collm.bank.format import file_sha256
+from collm.budget import minimum_flops
+from collm.cli.eval import _ks
+from collm.errors import CollmError
+from collm.strategies.replay import fit_bank_strategy_policy
+
 
 def add_parser(sub):
-    p = sub.add_parser("calibrate", help="fit an allocation policy on a sample bank for a budget",
+    p = sub.add_parser("calibrate", help="fit a policy on a sample bank for a budget",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--bank", required=True, help="sample bank (JSONL)")
-    p.add_argument("--policy", required=True, help="uniform, schedule, early-stop or marginal")
-    g = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--policy", default=None, help="uniform, schedule, early-stop or marginal")
+    p.add_argument("--strategies", action="store_true",
+                   help="fit the per-bin strategy policy (strategy per predicted difficulty bin and budget)")
+    g = p.add_mutually_exclusive_group()
     g.add_argument("--budget", type=float, help="average generations per problem")
     g.add_argument("--flops", type=float, help="average FLOPs per problem")
     p.add_argument("--out", required=True, help="policy JSON to write")
-    p.add_argument("--seeds", type=int, default=4, help="draw-order seeds for the cross-validated figures")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="draw-order seeds for the cross-validated figures (default 4; --strategies: 20)")
     p.add_argument("--splits", type=int, default=1, help="random two-fold splits to average over")
+    p.add_argument("--ks", default="1,2,4,8,16,32", help="--strategies: the budgets to choose for (default 1,2,4,8,16,32)")
     p.add_argument("--model-params", type=int, default=None, help="model size, for banks that do not say it")
     p.add_argument("--execute-code", action="store_true",
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
@@ -36,18 +54,25 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from collm.allocation import BankView, get_policy
-    from collm.allocation.budget import minimum_flops
-    from collm.allocation.evaluate import compute_ratio, cross_validate, uniform_points
-    from collm.bank import load_bank
-    from collm.bank.format import file_sha256
-    from collm.errors import CollmError
-
+    if args.strategies and (args.policy or args.budget is not None or args.flops is not None):
+        raise CollmError("--strategies fits the per-bin strategy policy: it takes no --policy, --budget or --flops")
+    if not args.strategies and (args.policy is None or (args.budget is None and args.flops is None)):
+        raise CollmError("give --policy KIND and --budget (or --flops), or --strategies")
+    seeds = args.seeds if args.seeds is not None else (20 if args.strategies else 4)
+    if seeds < 1 or args.splits < 1:
+        raise CollmError("--seeds and --splits must be at least 1")
     bank = load_bank(args.bank)
     if args.execute_code:
         bank = bank.with_program_answers()
+    if args.strategies:
+        return _strategies(args, bank, seeds)
+    return _allocation(args, bank, seeds)
+
+
+def _allocation(args, bank, seeds: int) -> int:
+    from tqdm import tqdm
+
+
     view = BankView(bank, args.model_params)
     get_policy(args.policy)  # unknown names fail before any work
     if args.budget is not None:
@@ -59,12 +84,10 @@ def run(args) -> int:
         least = minimum_flops(view.A["prompt_tokens"], view.params, view.max_tokens) / len(view)
         if args.flops < least:
             raise CollmError(f"--flops {args.flops:.4g} is below the minimum {least:.4g}")
-    if args.seeds < 1 or args.splits < 1:
-        raise CollmError("--seeds and --splits must be at least 1")
     bar = tqdm(total=2 * args.splits + 1, desc=f"calibrating {args.policy}", file=sys.stderr, leave=False)
-    cv = cross_validate(view, args.policy, samples=args.budget, flops=args.flops, seeds=range(args.seeds),
+    cv = cross_validate(view, args.policy, samples=args.budget, flops=args.flops, seeds=range(seeds),
                         splits=range(args.splits), progress=lambda: bar.update())
-    pts = uniform_points(view, range(max(20, args.seeds)))
+    pts = uniform_points(view, range(max(20, seeds)))
     r = compute_ratio(pts, cv["accuracy"], cv["flops"])
     cv.update({"ratio_to_uniform": r["ratio"], "ratio_bound": r["bound"], "bank": bank.path,
                "bank_sha256": file_sha256(bank.path), "problems": len(view)})
@@ -74,11 +97,37 @@ def run(args) -> int:
     pol.cv = cv
     pol.save(args.out)
     if args.json:
-        print(json.dumps({"policy": pol.to_dict()["params"], "kind": pol.kind, "cv": cv, "out": args.out}, indent=1))
+        print(json.dumps({"policy": pol.get_params(), "state": _small(pol.state), "kind": pol.kind, "cv": cv,
+                          "out": args.out}, indent=1))
         return 0
     print(f"policy {pol.kind} calibrated on {len(view)} problems of {bank.path} -> {args.out}")
     print(f"two-fold cross-validated ({cv['folds']} folds x {cv['seeds']} seeds), on problems it was not fitted on:")
     print(f"  accuracy {cv['accuracy']:.3f}  generations/problem {cv['samples']:.2f}  "
           f"FLOPs/problem {cv['flops']:.3g} (estimators {cv['estimator_flops']:.3g})")
     print(f"  uniform majority needs {r['ratio']:.2f}x {'or more ' if r['bound'] == '>=' else ''}the FLOPs for this accuracy")
+    return 0
+
+
+def _small(state: dict) -> dict:
+    """The learned scalars of a policy's state (not its weight matrices)."""
+    return {k: v for k, v in state.items() if isinstance(v, (int, float, str, bool)) or v is None}
+
+
+def _strategies(args, bank, seeds: int) -> int:
+    pol = fit_bank_strategy_policy(bank, _ks(args.ks), range(seeds), params=args.model_params)
+    pol.meta["bank_sha256"] = file_sha256(bank.path)
+    pol.save(args.out)
+    overall = {k: pol.held_out_accuracy(k) for k in pol.budgets}
+    if args.json:
+        print(json.dumps({"out": args.out, "budgets": pol.budgets, "held_out_accuracy": overall,
+                          "choices": {str(b): {str(k): pol.table[b][k]["strategy"] for k in pol.budgets}
+                                      for b in pol.bins}}, indent=1))
+        return 0
+    print(f"strategy policy fitted on {len(bank)} problems of {bank.path} -> {args.out}")
+    print("two-fold cross-validated accuracy of the per-bin choice (held out), and the choice per bin:")
+    print("  budget  held-out  " + "  ".join(f"bin {b}" for b in pol.bins))
+    for k in pol.budgets:
+        row = "  ".join(f"{pol.table[b][k]['strategy']:<5}" for b in pol.bins)
+        acc = overall[k]
+        print(f"  {k:6d}  {acc:.3f}     {row}" if acc is not None else f"  {k:6d}  n/a       {row}")
     return 0

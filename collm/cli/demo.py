@@ -12,20 +12,22 @@ from __future__ import annotations
 import sys
 import time
 
+from collm.api import Collm
+from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
+from collm.datasets import load_dataset
 from collm.errors import CollmError
+from collm.types import DEFAULT_TEMPERATURE
 
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="greedy vs best-of-N vs adaptive on a few held-out GSM8K questions")
-    p.add_argument("--model", default=None)
-    p.add_argument("--engine", choices=["torch", "llamacpp"], default=None)
+    add_model_args(p)
     p.add_argument("--questions", type=int, default=5)
     p.add_argument("--offset", type=int, default=640, help="first GSM8K test row (rows < 640 calibrated the policy)")
     p.add_argument("--n", type=int, default=4, help="N of the uniform best-of-N baseline")
     p.add_argument("--budget", type=float, default=None,
                    help="average generations per question for the adaptive policy (default: --n, equal compute)")
-    p.add_argument("--max-tokens", type=int, default=384)
-    p.add_argument("--seed", type=int, default=0)
+    add_sampling_args(p, temperature=DEFAULT_TEMPERATURE)
     return p
 
 
@@ -34,16 +36,15 @@ def _mark(ok: bool) -> str:
 
 
 def run(args) -> int:
-    if args.questions < 1 or args.n < 1 or args.max_tokens < 1:
-        raise CollmError("--questions, --n and --max-tokens must be at least 1")
-    from collm.api import Collm
-    from collm.datasets import load_dataset
+    if args.questions < 1 or args.n < 1:
+        raise CollmError("--questions and --n must be at least 1")
+    params = sampling_from_args(args)
 
     problems = load_dataset("gsm8k", "test", offset=args.offset, limit=args.questions)
     if not problems:
         raise CollmError(f"no GSM8K test rows at offset {args.offset}")
     t0 = time.time()
-    llm = Collm(args.model, args.engine, task="gsm8k", max_tokens=args.max_tokens, seed=args.seed)
+    llm = Collm(backend=backend_from_args(args), task="gsm8k", sampling=params)
     print(f"model {llm.backend.model_name} ({llm.backend.params / 1e6:.0f}M params), engine {llm.backend.name}, "
           f"loaded in {time.time() - t0:.1f}s", file=sys.stderr)
     qs = [p.question for p in problems]

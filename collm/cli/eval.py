@@ -9,6 +9,10 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.bank.evaluate import cost_to_reach, evaluate
+from collm.bank.format import load_bank, merge_banks
+from collm.errors import CollmError
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a sample bank (curves, bins, oracle, policies)", description=__doc__)
@@ -30,8 +34,6 @@ def add_parser(sub):
 
 
 def _ks(text: str) -> list[int]:
-    from collm.errors import CollmError
-
     try:
         ks = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -42,10 +44,6 @@ def _ks(text: str) -> list[int]:
 
 
 def run(args) -> int:
-    from collm.bank.evaluate import cost_to_reach, evaluate
-    from collm.bank.format import load_bank, merge_banks
-    from collm.errors import CollmError
-
     if args.seeds < 1:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
@@ -62,19 +60,14 @@ def run(args) -> int:
     res["oracle_samples_to_match_uniform"] = {"k": ks[-1], "accuracy": top,
                                               "samples": cost_to_reach(res["oracle"], top, "samples")}
     if args.policy:
-        try:
-            from collm.allocation.evaluate import policy_report
-        except ModuleNotFoundError as e:
-            if e.name not in ("collm.allocation.evaluate", "collm.allocation"):
-                raise
-            raise CollmError("policies are not available") from None
         from pathlib import Path
 
+        from collm.allocation.evaluate import policy_report
+        from collm.policies import policy_kind
         from collm.strategies.replay import strategy_policy_report
-        from collm.strategies.select import is_strategy_policy
 
         reports = [{"name": Path(path).name,
-                    **(strategy_policy_report(bank, path, seeds, params=args.model_params) if is_strategy_policy(path)
+                    **(strategy_policy_report(bank, path, seeds, params=args.model_params) if policy_kind(path) == "strategy"
                        else policy_report(bank, path, seeds, params=args.model_params))}
                    for path in args.policy]
         res["policy"] = reports[0] if len(reports) == 1 else reports

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from collm import models
+from collm.errors import CollmError
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
@@ -23,8 +26,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import json
 
-    from collm import models
-    from collm.errors import CollmError
 
     if args.action == "pull":
         if not args.name:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 
+from collm import plan as planner
 from collm.errors import CollmError
+from collm.plan import chinchilla_tokens
 
 
 def add_parser(sub):
@@ -88,7 +90,6 @@ def matched_text(plan) -> list[str]:
            "R ~ 1: pretraining and inference weigh about the same"),
     ]
     ck = [("small", p.small_params, p.pretrain_tokens), ("large", p.large_params, p.large_pretrain_tokens)]
-    from collm.plan import chinchilla_tokens
 
     lines += [f"  Chinchilla check (20 tokens/param): the {name} model's pretraining tokens are "
               f"{d / chinchilla_tokens(n):.3g}x its compute-optimal {_n(chinchilla_tokens(n))}" for name, n, d in ck]
@@ -132,8 +133,6 @@ def chinchilla_text(c) -> list[str]:
 
 
 def run(args) -> int:
-    from collm import plan as planner
-
     matched_args = [args.small_params, args.large_params, args.pretrain_tokens, args.inference_tokens]
     if not any(a is not None for a in matched_args) and args.compute is None:
         raise CollmError("give --small-params, --large-params, --pretrain-tokens and --inference-tokens "

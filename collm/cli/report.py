@@ -10,6 +10,8 @@ page) and the PNG figures.
 from __future__ import annotations
 
 from collm.errors import CollmError
+from collm.report import EnergyModel, build_report
+from collm.report.energy import DEFAULT_FLOP_PER_JOULE, DEFAULT_GRID_GCO2_PER_KWH
 
 
 def add_parser(sub):
@@ -35,9 +37,6 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from collm.report import EnergyModel, build_report
-    from collm.report.energy import DEFAULT_FLOP_PER_JOULE, DEFAULT_GRID_GCO2_PER_KWH
-
     if args.seeds < 1:
         raise CollmError("--seeds must be at least 1")
     if args.model_params is not None and args.model_params <= 0:

@@ -19,14 +19,17 @@ import os
 import sys
 from urllib.parse import urlparse
 
+from collm.answers import get_task
+from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
 from collm.errors import CollmError
+from collm.policies import policy_for
+from collm.types import DEFAULT_TEMPERATURE
 
 
 def add_parser(sub):
     p = sub.add_parser("serve", help="run the OpenAI-compatible server")
     src = p.add_argument_group("model (one of)")
-    src.add_argument("--model", default=None, help="embedded model: name, GGUF path or HF folder (default: best installed)")
-    src.add_argument("--engine", choices=["torch", "llamacpp"], default=None, help="embedded engine (default: the faster here)")
+    add_model_args(src)
     src.add_argument("--upstream", action="append", default=[], metavar="URL",
                      help="an OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8001/v1 (repeat to load-balance)")
     up = p.add_argument_group("upstream")
@@ -37,8 +40,8 @@ def add_parser(sub):
     up.add_argument("--upstream-context", type=int, default=4096, help="the upstream model's context length")
     p.add_argument("--policy", default="default",
                    help="how many samples a request gets: 'default' (the policy shipped for the model, else an "
-                        "uncalibrated early-stop), 'none' (--default-n for every request), or a policy JSON "
-                        "(a collm.allocation policy file, or {\"kind\": \"thresholds\", ...})")
+                        "uncalibrated early-stop), 'none' (--default-n for every request), or a policy file of any "
+                        "kind (allocation, strategy, or {\"kind\": \"thresholds\", ...})")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-key", action="append", default=[], metavar="KEY", help="accept this key (repeatable)")
@@ -51,7 +54,6 @@ def add_parser(sub):
     lim = p.add_argument_group("budget and load")
     lim.add_argument("--default-n", type=int, default=4, help="samples per request with --policy none (default 4)")
     lim.add_argument("--max-n", type=int, default=16, help="most samples one request may use (default 16)")
-    lim.add_argument("--max-tokens", type=int, default=256, help="default max_tokens per sample (default 256)")
     lim.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask")
     lim.add_argument("--max-prompt-chars", type=int, default=16000, help="largest prompt, all messages (default 16000)")
     lim.add_argument("--max-in-flight", type=int, default=None,
@@ -64,6 +66,7 @@ def add_parser(sub):
     lim.add_argument("--key-burst", type=float, default=None, help="per-key bucket capacity (default 60 s of refill)")
     lim.add_argument("--timeout", type=float, default=300.0, help="seconds before a request gets 504 (default 300)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_sampling_args(p, temperature=DEFAULT_TEMPERATURE)  # what a request gets when it does not say
     return p
 
 
@@ -90,7 +93,7 @@ def _validate(args) -> None:
             raise CollmError(f"--upstream {u!r} is not an http(s) URL like http://127.0.0.1:8001/v1")
     if not 0 < args.port < 65536:
         raise CollmError(f"--port must be in 1..65535 (got {args.port})")
-    for name in ("default_n", "max_n", "max_tokens", "max_tokens_limit", "max_prompt_chars", "max_queue"):
+    for name in ("default_n", "max_n", "max_tokens_limit", "max_prompt_chars", "max_queue"):
         if getattr(args, name) < (0 if name == "max_queue" else 1):
             raise CollmError(f"--{name.replace('_', '-')} must be positive")
     if args.max_in_flight is not None and args.max_in_flight < 1:
@@ -121,9 +124,9 @@ def _loopback(host: str) -> bool:
 def build(args):
     """(backend, policy, config) from parsed arguments; heavy imports happen here."""
     from collm.serve import ServeConfig
-    from collm.serve.budget import resolve_policy
 
     keys = _keys(args)
+    params = sampling_from_args(args)
     if args.upstream:
         from collm.backends.remote import RemoteBackend
 
@@ -133,16 +136,14 @@ def build(args):
         name = args.served_model_name or args.upstream_model or "collm"
         in_flight = args.max_in_flight or 8 * len(args.upstream)
     else:
-        from collm.backends import load_backend
-
-        backend = load_backend(args.model, args.engine)
+        backend = backend_from_args(args)
         name = args.served_model_name or args.model or backend.name
         in_flight = args.max_in_flight or 1
-    policy = resolve_policy(args.policy, backend, task_name(args))
+    policy = policy_for(backend, args.policy, task_name(args))
     burst = args.burst or (60 * args.tokens_per_s if args.tokens_per_s else None)
     key_burst = args.key_burst or (60 * args.key_tokens_per_s if args.key_tokens_per_s else None)
     cfg = ServeConfig(model_name=name, api_keys=keys, default_n=args.default_n, max_n=args.max_n,
-                      default_max_tokens=args.max_tokens, max_tokens_limit=args.max_tokens_limit,
+                      sampling=params, max_tokens_limit=args.max_tokens_limit,
                       max_prompt_chars=args.max_prompt_chars, max_in_flight=in_flight, max_queue=args.max_queue,
                       bucket_capacity=burst, bucket_refill_per_s=args.tokens_per_s,
                       key_bucket_capacity=key_burst, key_bucket_refill_per_s=args.key_tokens_per_s,
@@ -157,7 +158,6 @@ def task_name(args) -> str:
 
 def run(args) -> int:
     _validate(args)
-    from collm.answers import get_task
 
     get_task(task_name(args))
     backend, policy, cfg = build(args)

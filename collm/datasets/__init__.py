@@ -1,8 +1,13 @@
 """Benchmarks vendored under collm/datasets/data (licences beside them),
-registered by name with the task that grades them.
+registered by name with the task that grades them; and your own questions
+from a JSONL or CSV file (collm.datasets.files).
 
     problems = load_dataset("gsm8k", split="test", offset=0, limit=10)
+    problems = load_dataset("mine.jsonl", question_field="q", answer_field="a", task="exact")
     problems[0].question, problems[0].gold, problems[0].task, problems[0].meta
+
+A new benchmark is one register_dataset() call: its name, task, split files
+and a function turning a JSON row into (question, gold, meta).
 """
 
 from __future__ import annotations
@@ -10,21 +15,14 @@ from __future__ import annotations
 import json
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from collm.datasets.base import Problem
+from collm.datasets.files import FORMATS, read_file
 from collm.errors import CollmError
 
 DATA = Path(__file__).parent / "data"
-
-
-@dataclass
-class Problem:
-    id: int  # row in the split's file
-    question: str
-    gold: str
-    task: str  # name in collm.answers
-    meta: dict = field(default_factory=dict)  # subject, level, ... (for fairness breakdowns)
 
 
 @dataclass(frozen=True)
@@ -93,11 +91,31 @@ register_dataset("arc_challenge", "choice", {"test": "arc_challenge_test_genmc.j
 
 def get_dataset(name: str) -> Dataset:
     if name not in DATASETS:
-        raise CollmError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
+        raise CollmError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}, or a .jsonl/.csv file")
     return DATASETS[name]
 
 
-def load_dataset(name: str, split: str = "test", offset: int = 0, limit: int | None = None) -> list[Problem]:
+def is_file_dataset(name: str) -> bool:
+    """Whether `name` names a file rather than a registered dataset."""
+    return name not in DATASETS and (Path(name).suffix.lower() in FORMATS + (".parquet", ".json") or Path(name).is_file())
+
+
+def load_dataset(name: str, split: str = "test", offset: int = 0, limit: int | None = None, *,
+                 question_field: str | None = None, answer_field: str | None = None, task: str | None = None,
+                 skip_bad_rows: bool = False, skipped: list | None = None) -> list[Problem]:
+    """A registered dataset's split, or the rows of a JSONL/CSV file (fields and
+    task as given; `skipped` collects (line, why) of rows skip_bad_rows left out)."""
+    if is_file_dataset(name):
+        if offset < 0 or (limit is not None and limit < 0):
+            raise CollmError("offset and limit must be >= 0")
+        rows = read_file(name, question_field=question_field or "question", answer_field=answer_field or "answer",
+                         task=task or "number", offset=offset, limit=limit, skip_bad_rows=skip_bad_rows)
+        if skipped is not None:
+            skipped.extend(rows.skipped)
+        return rows.problems
+    given = [f for f, v in (("question_field", question_field), ("answer_field", answer_field)) if v]
+    if given:
+        raise CollmError(f"{', '.join(given)} applies to a dataset file, not to the registered dataset {name!r}")
     ds = get_dataset(name)
     if split not in ds.splits:
         raise CollmError(f"dataset {name!r} has no split {split!r}; it has: {', '.join(ds.splits)}")
@@ -111,5 +129,5 @@ def load_dataset(name: str, split: str = "test", offset: int = 0, limit: int | N
             if limit is not None and len(out) >= limit:
                 break
             q, gold, meta = ds.row(json.loads(line))
-            out.append(Problem(i, q, gold, ds.task, meta))
+            out.append(Problem(i, q, gold, task or ds.task, meta))
     return out

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from collm.answers import get_task
 from collm.difficulty.learned import LearnedDifficulty
+from collm.difficulty.signals import values
 from collm.errors import CollmError
+from collm.samplers import LiveSampler
 
 PRE_GENERATION = ("q_tokens", "prefix_entropy", "prompt_nll")
 
@@ -73,18 +76,12 @@ class DifficultyBins:
 def bank_values(view, signals=PRE_GENERATION, k: int = 32) -> tuple[dict, np.ndarray]:
     """Each signal for every problem of a bank (a collm.allocation.replay.BankView),
     and what computing them costs per problem in FLOPs."""
-    from collm.difficulty.signals import values
-
     return _collect(view.sampler(0), signals, k, values)
 
 
 def live_values(backend, prompts, signals=PRE_GENERATION, k: int = 32, task=None) -> tuple[dict, np.ndarray]:
     """The same signals measured on a live backend (one forward pass over each
     question when prefix entropy or prompt NLL is asked for)."""
-    from collm.allocation.sampler import LiveSampler
-    from collm.answers import get_task
-    from collm.difficulty.signals import values
-
     return _collect(LiveSampler(backend, prompts, task or get_task("gsm8k")), signals, k, values)
 
 

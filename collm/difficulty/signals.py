@@ -1,6 +1,6 @@
 """Cheap difficulty signals, each reporting its own cost in FLOPs.
 
-Every signal reads a sampler (collm.allocation.sampler): a bank replay or a
+Every signal reads a sampler (collm.samplers): a bank replay or a
 live backend, so that any policy built on them can be replayed.
 
     q_tokens        question length in tokens: free (tokenisation)
@@ -25,6 +25,7 @@ import math
 import numpy as np
 
 from collm.errors import CollmError
+from collm.samplers import tally
 
 PROMPT_SIGNALS = ("q_tokens", "prefix_entropy", "prompt_nll")
 DRAW_SIGNALS = ("greedy_nll", "answer_entropy", "leader_margin")
@@ -38,7 +39,6 @@ def values(sampler, name: str, k: int = 32, m: int | None = None) -> tuple[np.nd
         return sampler.signal(name, k)
     if name not in DRAW_SIGNALS:
         raise CollmError(f"unknown signal {name!r}; known: {', '.join(SIGNALS)}")
-    from collm.allocation.state import tally  # here: collm.allocation imports this module
     out = np.zeros(sampler.P)
     for j, ds in enumerate(sampler.draws):
         if name == "greedy_nll":

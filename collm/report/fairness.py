@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 
+from collm.datasets import load_dataset
 from collm.report.sources import Method
 
 TOL = 0.10
@@ -30,8 +31,6 @@ def groupings(bank, dataset: str | None) -> dict[str, list[tuple[str, np.ndarray
     """{grouping name: [(group label, bool mask [P]), ...]}."""
     out = {}
     if dataset == "math500":
-        from collm.datasets import load_dataset
-
         meta = {p.id: p.meta for p in load_dataset("math500", "test")}
         rows = [p.i for p in bank.problems]
         for key in ("subject", "level"):

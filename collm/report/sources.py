@@ -14,8 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from collm.allocation import BankView, Policy, replay
+from collm.allocation.evaluate import policy_report as allocation_report
 from collm.bank import evaluate as bank_eval
 from collm.bank.format import Bank
+from collm.datasets import DATASETS
 from collm.errors import CollmError
 from collm.flops import inference_flops
 
@@ -55,8 +58,6 @@ def params_for(bank: Bank, override: int | None = None) -> int:
 def dataset_of(bank: Bank, override: str | None = None) -> str | None:
     """The dataset name: --dataset, else the header's, else the file name's
     first word when it names a known dataset (gsm8k_test_... -> gsm8k)."""
-    from collm.datasets import DATASETS
-
     if override:
         if override not in DATASETS:
             raise CollmError(f"unknown dataset {override!r}; known: {', '.join(sorted(DATASETS))}")
@@ -130,13 +131,10 @@ def policy_report(bank: Bank, path: str, seeds, params: int, per_problem: bool =
     rows for the histogram, the difficulty bins and the fairness section:
     taken from the report when it has "per_problem", else gathered by
     replaying the policy on the same seeds (collm.allocation.replay)."""
-    from collm.allocation import BankView, load_policy, replay
-    from collm.allocation.evaluate import policy_report as allocation_report
-
     rep = dict(allocation_report(bank, path, seeds=seeds, params=params))
     if per_problem and "per_problem" not in rep:
         view = BankView(bank, params)
-        pol = load_policy(path)
+        pol = Policy.from_file(path)
         runs = [replay(pol, view, int(s)) for s in seeds]
         rep["per_problem"] = {"correct": np.stack([r["correct"] for r in runs]).astype(float),
                               "samples": np.stack([r["samples"] for r in runs]),
@@ -151,9 +149,8 @@ def policy(bank: Bank, params: int, path: str, seeds, per_problem: bool = True) 
         raise CollmError(f"policy file not found: {path}")
     try:
         rep = policy_report(bank, path, list(seeds), params, per_problem)
-    except (ValueError, KeyError, IndexError, TypeError) as e:  # a policy file its code cannot run
-        raise CollmError(f"{path}: this policy could not be replayed on {bank.path} ({type(e).__name__}: {e}); "
-                         "its state may not match this collm's policy code: calibrate it again") from None
+    except CollmError as e:  # a malformed file, another model, another max_tokens...
+        raise CollmError(f"this policy could not be replayed on {bank.path}: {e}") from None
     kind = (rep.get("policy") or {}).get("kind") if isinstance(rep.get("policy"), dict) else None
     stem = Path(path).stem
     name = stem if not kind or kind.replace("-", "_") in stem else f"{kind} ({stem})"

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from collm.backends.base import Backend
 from collm.errors import CollmError
+from collm.types import SamplingParams
 
 
 class Cancelled(Exception):
@@ -28,6 +29,7 @@ class ScopedBackend(Backend):
         self.lock = lock
         self.name, self.params = inner.name, inner.params
         self.context_length, self.model_id = inner.context_length, inner.model_id
+        self.tokenizes, self.template, self.thread_safe = inner.tokenizes, inner.template, inner.thread_safe
 
     def _call(self, fn, *args, **kwargs):
         if self.cancel.is_set():
@@ -46,10 +48,9 @@ class ScopedBackend(Backend):
                 raise Cancelled("request cancelled") from None
             raise
 
-    def generate(self, prompts: Sequence, n: int = 1, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None, stop: Sequence[str] | None = None, top_k: int = 0):
-        return self._call(self.inner.generate, prompts, n=n, temperature=temperature, top_p=top_p, top_k=top_k,
-                          max_tokens=max_tokens, seed=seed, stop=stop)
+    def generate(self, prompts: Sequence, n: int = 1, params: SamplingParams | None = None, *,
+                 offsets: Sequence[int] | None = None):
+        return self._call(self.inner.generate, prompts, n, params, offsets=offsets)
 
     def score_prompt(self, prompts: Sequence):
         try:
@@ -57,7 +58,19 @@ class ScopedBackend(Backend):
         except NotImplementedError as e:
             raise CollmError(f"backend {self.inner.name} cannot score prompts: {e}") from None
 
-    def __getattr__(self, name):  # an engine's extras (count_prompt_tokens, model_name...), under the same lock
+    def encode(self, prompt):
+        return self._locked(self.inner.encode, prompt)
+
+    def count_prompt_tokens(self, prompt):
+        return self._locked(self.inner.count_prompt_tokens, prompt)
+
+    def _locked(self, fn, *args):
+        if self.lock is None:
+            return fn(*args)
+        with self.lock:
+            return fn(*args)
+
+    def __getattr__(self, name):  # an engine's extras (model_name, resolved...), under the same lock
         inner = self.__dict__.get("inner")
         if inner is None or name.startswith("__"):
             raise AttributeError(name)

@@ -14,15 +14,15 @@ The same tree search runs DVTS (independent subtrees, dvts.py) and lookahead
 search (k-step greedy rollouts to score a step, lookahead.py). All of it is
 batched: one backend call per round over every prompt and beam.
 
-    get_strategy("beam", beam_width=4, verifier="self-certainty").run(backend, prompts, n=16, task=task)
+    get_strategy("beam", beam_width=4, verifier="self-certainty").run(backend, prompts, 16, task, params)
 """
 
 from __future__ import annotations
 
 from collm.errors import CollmError
-from collm.strategies.base import Answer, Strategy, per_prompt, register_strategy
+from collm.strategies.base import Strategy, per_prompt, register_strategy
 from collm.strategies.steps import STEP_STOP, Path, expand, score_paths
-from collm.types import Usage
+from collm.types import Answer, Usage, sampling
 from collm.verifiers import get_verifier
 from collm.vote import best_score, majority, weighted
 
@@ -72,10 +72,11 @@ class BeamSearch(Strategy):
             return max(1, n // m), m, 1, m
         return 1, n, max(1, n // m), m
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, params=None, *, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
-        seed = 0 if seed is None else int(seed)
+        params = sampling(params)
+        seed = 0 if params.seed is None else int(params.seed)
         ver = self.verifier if verifier is None else get_verifier(verifier)
         ver.check()  # a remote verifier that cannot answer fails before any generation
         P = len(prompts)
@@ -85,14 +86,16 @@ class BeamSearch(Strategy):
         counter, rollout_counter = [0] * P, [0] * P
         layouts = [self.layout(k) for k in ns]
         slots = {(j, g): layouts[j][2] for j in range(P) for g in range(layouts[j][0])}
-        kw = dict(temperature=temperature, top_p=top_p, top_k=top_k, step_tokens=self.step_tokens, max_tokens=max_tokens)
+
+        def at(s):  # the sampling settings of a round seeded s
+            return params.replace(seed=s)
 
         # round 0: every subtree of a prompt starts from the same root: one call per prompt
         roots = [Path(p, j) for j, p in enumerate(prompts)]
         firsts = [layouts[j][0] * layouts[j][1] for j in range(P)]
         last = self.max_steps == 1
-        kids = expand(backend, roots, firsts, usage, seed=seed, stop=None if last else STEP_STOP,
-                      counter=counter, **kw)
+        kids = expand(backend, roots, firsts, usage, at(seed), step_tokens=self.step_tokens,
+                      stop=None if last else STEP_STOP, counter=counter)
         children = []
         for j, ks in enumerate(kids):
             g_count, first = layouts[j][0], layouts[j][1]
@@ -102,7 +105,7 @@ class BeamSearch(Strategy):
 
         rounds = 1
         while True:
-            self._score(backend, ver, children, usage, seed + 7919 * rounds, rollout_counter, kw)
+            self._score(backend, ver, children, usage, at(seed + 7919 * rounds), rollout_counter)
             parents = []
             by_group: dict[tuple[int, int], list[Path]] = {}
             for c in children:
@@ -121,8 +124,8 @@ class BeamSearch(Strategy):
                 break
             last = rounds >= self.max_steps - 1
             widths = [layouts[p.owner][3] for p in parents]
-            kids = expand(backend, parents, widths, usage, seed=seed + 7919 * rounds,
-                          stop=None if last else STEP_STOP, counter=counter, **kw)
+            kids = expand(backend, parents, widths, usage, at(seed + 7919 * rounds), step_tokens=self.step_tokens,
+                          stop=None if last else STEP_STOP, counter=counter)
             children = [c for ks in kids for c in ks]
             if last:  # the last round wrote every path to its end: nothing is left active
                 for c in children:
@@ -146,7 +149,7 @@ class BeamSearch(Strategy):
             out.append(Answer(a, votes, ns[j] * (1 + self.lookahead), self.name, usage[j], comps, extra))
         return out
 
-    def _score(self, backend, ver, children, usage, seed, rollout_counter, kw):
+    def _score(self, backend, ver, children, usage, params, rollout_counter):
         """Score this round's children; with lookahead k, an active child is
         scored by where a greedy rollout of up to k more steps leads."""
         if not self.lookahead:
@@ -160,8 +163,8 @@ class BeamSearch(Strategy):
             going = [h for h in heads if h.state == "active"]
             if not going:
                 break
-            kids = expand(backend, going, [1] * len(going), usage, seed=seed + k, stop=STEP_STOP,
-                          counter=rollout_counter, **{**kw, "temperature": 0.0})
+            kids = expand(backend, going, [1] * len(going), usage, params.replace(seed=params.seed + k).as_greedy(),
+                          step_tokens=self.step_tokens, stop=STEP_STOP, counter=rollout_counter)
             nxt = {id(h): ks[0] for h, ks in zip(going, kids)}
             heads = [nxt.get(id(h), h) for h in heads]
         ends = [h if h.state != "unfinished" else a for h, a in zip(heads, active)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collm.errors import CollmError
 from collm.strategies.base import STRATEGIES
+from collm.verifiers import get_verifier
 from collm.verifiers.base import AGGREGATIONS, MODES
 
 SEARCH = ("beam", "lookahead", "dvts")
@@ -92,8 +93,6 @@ def strategy_kwargs(args) -> tuple[str, dict]:
         if k in given:
             kw[k] = given[k]
     if name in VERIFIED or "verifier" in given:
-        from collm.verifiers import get_verifier
-
         options = {}
         if "verifier_model" in given:
             options["model"] = given["verifier_model"]
@@ -108,7 +107,5 @@ def strategy_kwargs(args) -> tuple[str, dict]:
         kw["verifier"] = get_verifier(spec, mode=mode, aggregation=given.get("aggregation"),
                                       fallback=given.get("verifier_fallback"), **options)
     elif name == "revisions" and given.get("final") in ("weighted", "best"):
-        from collm.verifiers import get_verifier
-
         kw["verifier"] = get_verifier("self-certainty")
     return name, kw

@@ -18,9 +18,13 @@ from collections import Counter
 
 import numpy as np
 
+from collm.allocation.replay import BankView
 from collm.bank import draws
-from collm.bank.evaluate import difficulty_levels, pass1, rows as bank_rows, uniform_curve
+from collm.bank.evaluate import difficulty_levels, pass1, uniform_curve
+from collm.bank.evaluate import rows as bank_rows
+from collm.difficulty.bins import DifficultyBins, bank_values
 from collm.errors import CollmError
+from collm.strategies.select import StrategyPolicy, fit_strategy_policy
 
 # strategy name -> replay method, for the settings a replay can honour
 REPLAYABLE = {"majority": "majority", "weighted": "weighted", "best": "best"}
@@ -108,12 +112,8 @@ def strategy_policy_report(bank, path, seeds=range(20), params: int | None = Non
     majority and weighted voting on the same draws. Evaluated on the bank it
     was fitted on, these figures are in-sample: the policy's own "cv" entry
     holds its two-fold held-out accuracy."""
-    from collm.allocation.replay import BankView
-    from collm.difficulty.bins import bank_values
-    from collm.strategies.select import load_strategy_policy
-
     view = BankView(bank, params)
-    pol = load_strategy_policy(path, model=view.model if (view.model.get("sha256") or view.model.get("name")) else None)
+    pol = StrategyPolicy.from_file(path, model=view.model if (view.model.get("sha256") or view.model.get("name")) else None)
     ks = [k for k in pol.budgets if k <= bank.k]
     if not ks:
         raise CollmError(f"{path}: every budget of the policy ({pol.budgets}) is above the bank's {bank.k} samples")
@@ -143,3 +143,50 @@ def strategy_policy_report(bank, path, seeds=range(20), params: int | None = Non
     return {"kind": "strategy", "bins": how, "problems": len(bank), "seeds": len(seeds), "budgets": rows,
             "difficulty_spearman": corr, "cv": pol.cv, "note": "in-sample when the bank is the one the policy was fitted on; "
             "cv holds the held-out figures"}
+
+
+def fit_bank_strategy_policy(bank, ks=None, seeds=range(20), seed: int = 0, params: int | None = None) -> StrategyPolicy:
+    """The per-bin strategy policy of a bank: for every problem and budget, how
+    majority, self-certainty-weighted and best-by-self-certainty voting do on
+    the bank's draws; difficulty bins predicted from the question (prefix
+    entropy, prompt NLL, length: collm.difficulty.bins), cross-fitted on the
+    same two folds the per-bin choice is cross-validated on, so no fold sees
+    its own labels; the choice per (bin, budget) by two-fold cross-validation.
+    What `collm calibrate --strategies` writes."""
+    view = BankView(bank, params)
+    P = len(bank)
+    ks = [k for k in (ks or (1, 2, 4, 8, 16, 32)) if k <= bank.k]
+    if not ks:
+        raise CollmError(f"{bank.path}: every budget is above the bank's {bank.k} samples")
+    if P < 10:
+        raise CollmError(f"{bank.path}: {P} problems are too few to cut into 5 difficulty bins and two folds")
+    acc = method_accuracy(bank, ks, seeds)
+    folds = np.random.default_rng(seed).permutation(P) % 2
+    vals, est = bank_values(view)
+    p1 = pass1(bank)
+    pred, diff = np.zeros(P, int), np.zeros(P)
+    for f in range(2):
+        fit = folds != f
+        bins = DifficultyBins().fit({k: v[fit] for k, v in vals.items()}, p1[fit])
+        held = {k: v[~fit] for k, v in vals.items()}
+        pred[~fit], diff[~fit] = bins.predict(held), bins.difficulty(held)
+    rows = [int(p.i) for p in bank.problems]
+    methods = {"majority": ("majority", {}), "weighted": ("weighted", {"verifier": "self-certainty"}),
+               "best": ("best", {"verifier": "self-certainty"})}
+    records = [{"problem": rows[i], "bin": int(pred[i]), "budget": k, "strategy": name, "settings": settings,
+                "correct": float(acc[m][i, j])}
+               for m, (name, settings) in methods.items() for i in range(P) for j, k in enumerate(ks)]
+    pol = fit_strategy_policy(records, folds=2, seed=seed, fold_of_problem={rows[i]: int(folds[i]) for i in range(P)})
+    pol.bins_model = DifficultyBins().fit(vals, p1)
+    pol.model = dict(view.model)
+    from scipy.stats import spearmanr
+
+    oracle = difficulty_levels(bank, 5)
+    pol.meta.update({"source": "collm calibrate --strategies", "bank": str(bank.path), "seeds": len(list(seeds)),
+                     "bins": "predicted from the question (collm.difficulty.bins.DifficultyBins), cross-fitted",
+                     # how the held-out predicted bins compare with the oracle's (pass@1 of the bank)
+                     "bins_heldout": {"spearman": float(spearmanr(diff, -p1).statistic),
+                                      "same_bin": float((pred == oracle).mean()),
+                                      "within_one_bin": float((abs(pred - oracle) <= 1).mean()),
+                                      "estimator_flops": float(est.mean())}})
+    return pol

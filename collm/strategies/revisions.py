@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import math
 
+from collm.answers import extract_all
 from collm.errors import CollmError
 from collm.prompts import Prompt
-from collm.strategies.base import Answer, Strategy, extract_all, per_prompt, register_strategy
+from collm.strategies.base import Strategy, per_prompt, register_strategy
 from collm.strategies.beam import FINALS, choose_final
-from collm.strategies.steps import generate_grouped
-from collm.types import Usage
+from collm.strategies.sampling import sample_grouped
+from collm.types import Answer, Usage, sampling
 from collm.verifiers import get_verifier
 
 REVISE = ("Check the solution above step by step. If it has a mistake, correct it; then solve the problem "
@@ -78,10 +79,11 @@ class Revisions(Strategy):
         if final != "majority" or verifier is not None:
             self.verifier = get_verifier(verifier, mode=mode, aggregation=aggregation, **(verifier_options or {}))
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, params=None, *, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
-        seed = 0 if seed is None else int(seed)
+        params = sampling(params).replace(stop=())
+        seed = 0 if params.seed is None else int(params.seed)
         ver = get_verifier(verifier) if verifier is not None else self.verifier
         if self.final != "majority" and ver is None:
             ver = get_verifier(None)
@@ -93,8 +95,7 @@ class Revisions(Strategy):
         attempts = [[[] for _ in ls] for ls in lengths]  # [prompt][chain] -> completions
 
         # round 0: every chain's first attempt is a plain sample of the question
-        gens = generate_grouped(backend, prompts, [len(ls) for ls in lengths], temperature=temperature,
-                                top_p=top_p, top_k=top_k, max_tokens=max_tokens, seed=seed, stop=None)
+        gens = sample_grouped(backend, prompts, [len(ls) for ls in lengths], params)
         for j, g in enumerate(gens):
             usage[j] += g.usage
             for c, comp in enumerate(g.completions):
@@ -105,8 +106,7 @@ class Revisions(Strategy):
             if not todo:
                 break
             asks = [revision_prompt(prompts[j], [a.text for a in attempts[j][c]], self.window) for j, c in todo]
-            gens = backend.generate(asks, n=1, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
-                                    seed=seed + 7919 * rounds)
+            gens = backend.generate(asks, 1, params.replace(seed=seed + 7919 * rounds))
             for (j, c), g in zip(todo, gens):
                 usage[j] += g.usage
                 attempts[j][c].append(g.completions[0])

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from collm.strategies.base import Answer, Strategy, extract_all, per_prompt, register_strategy
+from collm.answers import extract_all
+from collm.strategies.base import Strategy, per_prompt, register_strategy
+from collm.types import Answer, sampling
 from collm.vote import majority
 
 
-def sample_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop=None, top_k=0):
+def sample_grouped(backend, prompts, ns, params):
     """Generate ns[j] samples for prompt j: one backend call per distinct n, over all prompts that want it."""
     groups: dict[int, list[int]] = defaultdict(list)
     for j, n in enumerate(ns):
         groups[n].append(j)
     out = [None] * len(prompts)
     for n, idx in sorted(groups.items()):
-        gens = backend.generate([prompts[j] for j in idx], n=n, temperature=temperature, top_p=top_p, top_k=top_k,
-                                max_tokens=max_tokens, seed=seed, stop=stop)
+        gens = backend.generate([prompts[j] for j in idx], n, params)
         for j, g in zip(idx, gens):
             out[j] = g
     return out
@@ -28,9 +29,9 @@ class Greedy(Strategy):
 
     name = "greedy"
 
-    def run(self, backend, prompts, n, task, *, temperature=0.0, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, params=None, *, verifier=None):
         prompts = self.prompts(prompts)
-        gens = backend.generate(prompts, n=1, temperature=0.0, max_tokens=max_tokens, seed=seed)
+        gens = backend.generate(prompts, 1, sampling(params).as_greedy())
         out = []
         for g in gens:
             answers = extract_all(g.completions, task)
@@ -45,11 +46,10 @@ class Majority(Strategy):
 
     name = "majority"
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, params=None, *, verifier=None):
         prompts = self.prompts(prompts)
         ns = per_prompt(n, len(prompts))
-        gens = sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, top_k=top_k,
-                              max_tokens=max_tokens, seed=seed)
+        gens = sample_grouped(backend, prompts, ns, sampling(params))
         out = []
         for g, k in zip(gens, ns):
             answers = extract_all(g.completions, task)

@@ -6,7 +6,7 @@ did best, chosen by two-fold cross-validation on measured per-problem results.
                 "settings": {"beam_width": 4}, "correct": True}, ...]   # correct: 0/1 or a mean over seeds
     policy = fit_strategy_policy(records)        # held-out accuracy in policy.cv
     policy.save("strategy_policy.json")
-    name, settings = load_strategy_policy("strategy_policy.json").choose(3, 16)
+    name, settings = load_policy("strategy_policy.json").choose(3, 16)   # collm.policies.load_policy
     get_strategy(name, **settings).run(backend, prompts, n=16, task=task)
 
 Bins are numbered 1 (easiest) to 5 (hardest), as in Snell et al.'s figures.
@@ -15,7 +15,7 @@ that carries its own DifficultyBins (collm.difficulty.bins: bins predicted
 from the question before any generation) runs live, and is what
 `collm ask --policy` and `collm eval --policy` take:
 
-    policy = load_strategy_policy(path, model=backend_model(backend))
+    policy = load_policy(path, model=backend.identity())   # collm.policies
     plan = policy.plan(backend, prompts, budget=16)   # per prompt: bin, strategy, settings
 
 Cross-validation: the problems of each bin are split in two halves at random
@@ -31,13 +31,43 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
+from collm.allocation.base import ModelIdentity, describe_errors, describe_model, same_model
+from collm.difficulty.bins import DifficultyBins, live_values
 from collm.errors import CollmError
 from collm.files import read_json
 
+
+def _int_key(k) -> int:
+    if isinstance(k, bool) or not str(k).lstrip("-").isdigit():
+        raise ValueError(f"{k!r} is not a whole number")
+    return int(k)
+
+
+StrictIntKey = Annotated[int, BeforeValidator(_int_key)]
+
 KEY = "collm_strategy_policy"
+
+
+class Entry(BaseModel):
+    """What a strategy policy chose for one (bin, budget)."""
+
+    model_config = ConfigDict(extra="allow")
+    strategy: str
+    settings: dict[str, Any]
+
+
+class StrategyPolicyFile(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    table: dict[StrictIntKey, dict[StrictIntKey, Entry]] = Field(min_length=1)
+    cv: dict[str, Any] = {}
+    meta: dict[str, Any] = {}
+    bins: dict[str, Any] | None = None
+    model: ModelIdentity = ModelIdentity()
 
 
 def _config(r) -> tuple[str, str]:
@@ -67,8 +97,6 @@ class StrategyPolicy:
         """For each prompt: its predicted bin and difficulty, the strategy and
         settings chosen for that bin at this budget, and what predicting the
         bin cost in FLOPs (one forward pass over the question)."""
-        from collm.difficulty.bins import live_values
-
         if self.bins_model is None:
             raise CollmError("this strategy policy was fitted on oracle difficulty bins (pass@1 from many samples), "
                              "which a new question does not have; fit one with predicted bins to use it live")
@@ -111,37 +139,33 @@ class StrategyPolicy:
         return d
 
     def save(self, path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        try:
+            Path(path).write_text(json.dumps(self.to_dict(), indent=1))
+        except OSError as e:
+            raise CollmError(f"cannot write the strategy policy {path}: {e.strerror or e}") from None
 
-
-def is_strategy_policy(path) -> bool:
-    """Whether a JSON file is a strategy policy (and not an allocation policy)."""
-    d = read_json(Path(path), "policy file")
-    return isinstance(d, dict) and KEY in d
-
-
-def load_strategy_policy(path, model: dict | None = None) -> StrategyPolicy:
-    """Read a strategy policy; with `model` ({name, sha256}), refuse one made for another model."""
-    from collm.allocation.base import same_model
-    from collm.difficulty.bins import DifficultyBins
-
-    path = Path(path)
-    d = read_json(path, "strategy policy")
-    if not isinstance(d, dict) or KEY not in d or not isinstance(d.get("table"), dict):
-        raise CollmError(f"{path}: not a strategy policy (no '{KEY}' key and table)")
-    try:
-        for row in d["table"].values():
-            for v in row.values():
-                if not isinstance(v["strategy"], str) or not isinstance(v["settings"], dict):
-                    raise TypeError("bad entry")
-        bins = DifficultyBins.from_dict(d["bins"]) if d.get("bins") is not None else None
-        pol = StrategyPolicy(d["table"], d.get("cv"), d.get("meta"), bins, d.get("model"))
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CollmError(f"{path}: malformed strategy policy ({e})") from None
-    if model is not None and pol.model and not same_model(pol.model, model):
-        raise CollmError(f"{path}: this strategy policy was fitted for {pol.model.get('name') or 'another model'}, "
-                         f"not for {model.get('name') or 'this model'}")
-    return pol
+    @classmethod
+    def from_file(cls, path, model: dict | None = None) -> "StrategyPolicy":
+        """Read a strategy policy, every field checked; with `model` ({name,
+        sha256}), refuse one made for another model."""
+        path = Path(path)
+        d = read_json(path, "strategy policy")
+        if not isinstance(d, dict) or KEY not in d:
+            raise CollmError(f"{path}: not a strategy policy (no '{KEY}' key)")
+        try:
+            f = StrategyPolicyFile.model_validate(d)
+            bins = DifficultyBins.from_dict(f.bins) if f.bins is not None else None
+            pol = cls({b: {n: e.model_dump() for n, e in row.items()} for b, row in f.table.items()},
+                      f.cv, f.meta, bins, f.model.model_dump())
+        except ValidationError as e:
+            raise CollmError(f"{path}: malformed strategy policy ({describe_errors(e)})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise CollmError(f"{path}: malformed strategy policy ({e})") from None
+        if model is not None and pol.model and (pol.model.get("name") or pol.model.get("sha256")) \
+                and not same_model(pol.model, model):
+            raise CollmError(f"{path}: this strategy policy was fitted for {describe_model(pol.model)}, "
+                             f"not for {describe_model(model)}")
+        return pol
 
 
 def _best(acc: dict, order: list) -> tuple | None:

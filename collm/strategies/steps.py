@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from collm.prompts import Prompt
 from collm.strategies.sampling import sample_grouped
-from collm.types import Completion, Usage
+from collm.types import Completion, SamplingParams, Usage
 
 STEP_STOP = ["\n\n"]
 
@@ -111,23 +111,20 @@ class Path:
                               step_tokens=list(self.step_tokens))
 
 
-def generate_grouped(backend, prompts, ns, *, temperature, top_p, max_tokens, seed, stop, top_k=0):
-    """backend.generate over all prompts, one call per distinct n."""
-    return sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, top_k=top_k, max_tokens=max_tokens,
-                          seed=seed, stop=stop)
-
-
-def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], *, temperature, top_p, top_k=0,
-           step_tokens, max_tokens, seed, stop, counter: list[int]) -> list[list[Path]]:
+def expand(backend, parents: list[Path], widths: list[int], usage: list[Usage], params: SamplingParams, *,
+           step_tokens, stop, counter: list[int]) -> list[list[Path]]:
     """Generate widths[i] next pieces for each parent (batched); add each
     call's usage to its owner's and the generations to counter[owner];
-    return the children of each parent."""
+    return the children of each parent. params.max_tokens is the whole
+    answer's budget: each call is capped at what the longest-lived parent has
+    left, and at step_tokens when it stops on a step."""
     if not parents:
         return []
+    max_tokens = params.max_tokens
     cap = max(1, min(step_tokens, max(max_tokens - p.tokens for p in parents))) if stop else \
         max(1, max(max_tokens - p.tokens for p in parents))
-    gens = generate_grouped(backend, [p.prompt_so_far() for p in parents], widths, temperature=temperature,
-                            top_p=top_p, top_k=top_k, max_tokens=cap, seed=seed, stop=stop)
+    gens = sample_grouped(backend, [p.prompt_so_far() for p in parents], widths,
+                          params.replace(max_tokens=cap, stop=tuple(stop or ())))
     out = []
     for p, g in zip(parents, gens):
         usage[p.owner] += g.usage

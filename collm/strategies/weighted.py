@@ -12,9 +12,11 @@ verifiers read log-probs that come with the samples and add no model cost.
 
 from __future__ import annotations
 
-from collm.strategies.base import Answer, Strategy, extract_all, per_prompt, register_strategy
+from collm.answers import extract_all
+from collm.strategies.base import Strategy, per_prompt, register_strategy
 from collm.strategies.beam import choose_final
 from collm.strategies.sampling import sample_grouped
+from collm.types import Answer, sampling
 from collm.verifiers import get_verifier
 
 
@@ -25,13 +27,12 @@ class _Scored(Strategy):
                  verifier_options: dict | None = None):
         self.verifier = get_verifier(verifier, mode=mode, aggregation=aggregation, **(verifier_options or {}))
 
-    def run(self, backend, prompts, n, task, *, temperature=0.8, top_p=1.0, top_k=0, max_tokens=512, seed=0, verifier=None):
+    def run(self, backend, prompts, n, task, params=None, *, verifier=None):
         prompts = self.prompts(prompts)
         ver = self.verifier if verifier is None else get_verifier(verifier)
         ver.check()  # a remote verifier that cannot answer fails before any generation
         ns = per_prompt(n, len(prompts))
-        gens = sample_grouped(backend, prompts, ns, temperature=temperature, top_p=top_p, top_k=top_k,
-                              max_tokens=max_tokens, seed=seed)
+        gens = sample_grouped(backend, prompts, ns, sampling(params))
         answers = [extract_all(g.completions, task) for g in gens]
         # one verifier call for every answered sample of every prompt
         pairs = [(j, i) for j, g in enumerate(gens) for i, a in enumerate(answers[j]) if a is not None]

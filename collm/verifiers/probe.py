@@ -32,6 +32,8 @@ import numpy as np
 from collm.errors import CollmError
 from collm.verifiers.base import Verifier, step_token_logprobs
 
+SHIPPED = Path(__file__).parent / "probes"  # probes fitted for the named models
+
 FEATURES = {
     "bank": ["mean_lp", "log_tokens"],
     "tokens": ["mean_lp", "log_tokens", "min_lp", "std_lp", "low_frac", "tail_lp"],
@@ -173,9 +175,13 @@ class Probe(Verifier):
 
     @classmethod
     def load(cls, path, mode: str = "outcome", aggregation: str = "last") -> "Probe":
+        """A probe file, or a shipped probe by model name (collm/verifiers/probes/NAME.json)."""
         path = Path(path)
+        if not path.is_file() and (SHIPPED / f"{path}.json").is_file():
+            path = SHIPPED / f"{path}.json"
         if not path.is_file():
-            raise CollmError(f"probe file not found: {path}")
+            shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.json")))
+            raise CollmError(f"probe file not found: {path} (shipped probes: {shipped or 'none'})")
         try:
             d = json.loads(path.read_text())
             if not isinstance(d, dict) or "collm_probe" not in d:

@@ -1,8 +1,8 @@
 """Majority vote against verifier-weighted best-of-N against best-of-N by
 score, on real candidates scored by a real reward model.
 
-The data (collm/datasets/data/qwen25math_rm_maj_math_cot_100.jsonl, from the
-Qwen2.5-Math evaluation): 100 MATH problems x 8 sampled solutions of a
+The data (bench/data/qwen25math_rm_maj_math_cot_100.jsonl, from the
+Qwen2.5-Math evaluation, licence beside it): 100 MATH problems x 8 sampled solutions of a
 Qwen2.5-Math model, each with a reward model's score (`pred_score`).
 
 Answers are re-extracted from the solutions' text (last \\boxed{}) and graded
@@ -24,11 +24,14 @@ import json
 import math
 from pathlib import Path
 
-from collm.answers import get_task
-from collm.datasets import DATA
-from collm.vote import best_score, majority, weighted
+import sys
 
-RM_FILE = DATA / "qwen25math_rm_maj_math_cot_100.jsonl"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from collm.answers import get_task  # noqa: E402
+from collm.vote import best_score, majority, weighted  # noqa: E402
+
+RM_FILE = Path(__file__).resolve().parent / "data" / "qwen25math_rm_maj_math_cot_100.jsonl"
 METHODS = ("majority", "weighted", "best")
 
 
