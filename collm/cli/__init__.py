@@ -15,6 +15,13 @@ from collm.errors import CollmError
 COMMANDS = ["ask", "models", "bank", "eval", "calibrate", "serve", "report", "plan", "demo"]
 
 
+def add_allow_ragged(p) -> None:
+    """--allow-ragged, for the commands that read banks (collm.bank.load_bank)."""
+    p.add_argument("--allow-ragged", action="store_true",
+                   help="read a bank whose problems hold different numbers of samples (K is then the smallest), "
+                        "or a problem twice; refused by default")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # argparse's own errors: one line, exit 2
         self.print_usage(sys.stderr)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.cli import add_allow_ragged
+
 
 def add_parser(sub):
     p = sub.add_parser("calibrate", help="fit an allocation policy on a sample bank for a budget",
@@ -32,6 +34,7 @@ def add_parser(sub):
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
                         "built with --keep-text; runs the code here); `collm ask` then needs --execute-code too")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_allow_ragged(p)
     return p
 
 
@@ -45,7 +48,7 @@ def run(args) -> int:
     from collm.bank.format import file_sha256
     from collm.errors import CollmError
 
-    bank = load_bank(args.bank)
+    bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
     if args.execute_code:
         bank = bank.with_program_answers()
     view = BankView(bank, args.model_params)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.cli import add_allow_ragged
+
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a sample bank (curves, bins, oracle, policies)", description=__doc__)
@@ -26,6 +28,7 @@ def add_parser(sub):
     p.add_argument("--execute-code", action="store_true",
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
                         "built with --keep-text; runs the code here)")
+    add_allow_ragged(p)
     return p
 
 
@@ -50,7 +53,7 @@ def run(args) -> int:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
         raise CollmError("--model-params must be a positive parameter count")
-    bank = merge_banks([load_bank(f) for f in args.bank])
+    bank = merge_banks([load_bank(f, allow_ragged=args.allow_ragged) for f in args.bank])
     if args.execute_code:
         bank = bank.with_program_answers()
     ks = [k for k in _ks(args.ks) if k <= bank.k]

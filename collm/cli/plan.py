@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 
+from collm.cli import add_allow_ragged
 from collm.errors import CollmError
 
 
@@ -41,6 +42,7 @@ def add_parser(sub):
     p.add_argument("--compute", metavar="C", default=None,
                    help="training budget in FLOPs: print the Chinchilla-optimal model size and tokens")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_allow_ragged(p)
     return p
 
 
@@ -158,7 +160,8 @@ def run(args) -> int:
             from collm.bank import load_bank
 
             target = None if args.target_accuracy is None else parse_accuracy(args.target_accuracy)
-            chk = planner.bank_check(load_bank(args.bank), plan, args.policy, target, args.seeds, args.model_params)
+            bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
+            chk = planner.bank_check(bank, plan, args.policy, target, args.seeds, args.model_params)
             out["bank_check"] = chk
             text += [""] + bank_text(chk)
     elif args.bank:
