@@ -212,6 +212,43 @@ def test_program_answers_when_the_operator_allows_them():
     assert run(go("gsm8k"))["collm"]["answer"] == "41"
 
 
+class Tokenizing(FakeBackend):
+    """Encodes every text as UTF-8 first, as the llama.cpp engine's tokenizer does."""
+
+    def generate(self, prompts, n=1, **kw):
+        for p in prompts:
+            p = as_prompt(p)
+            for text in [p.question, p.system or ""] + [m["content"] for m in p.history]:
+                text.encode("utf-8")
+        return super().generate(prompts, n, **kw)
+
+
+LONE = '"hi \\ud800"'  # JSON text of a string holding a lone surrogate
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": %s}]}' % LONE, "messages.0.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "system", "content": %s}, {"role": "user", "content": "q"}]}'
+     % LONE, "messages.0.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": %s}, '
+     '{"role": "user", "content": "q"}]}' % LONE, "messages.1.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": [{"type": "text", "text": %s}]}]}' % LONE,
+     "messages.0.content"),
+    ("/v1/completions", '{"prompt": %s}' % LONE, "prompt"),
+    ("/v1/completions", '{"prompt": [%s]}' % LONE, "prompt"),
+])
+def test_a_lone_surrogate_is_a_400_naming_the_field_never_a_500(path, body, field):
+    async def go():
+        c, _ = client(Tokenizing())
+        async with c:
+            return await c.post(path, content=body.encode(), headers={"content-type": "application/json"})
+    r = run(go())
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    assert f"{field}: " in err["message"] and "cannot be encoded as UTF-8 (a lone surrogate U+D800" in err["message"]
+
+
 def test_not_json_and_too_large_bodies():
     async def go():
         c, _ = client(max_body_bytes=1000)

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from collm.errors import CollmError
-from collm.prompts import Prompt, as_prompt
+from collm.prompts import Prompt, as_prompt, check_encodable
 from collm.types import Generation, PromptScore
 
 
@@ -62,7 +62,7 @@ class Backend(ABC):
             raise CollmError(f"top_p must be in (0, 1] (got {top_p})")
         if top_k < 0 or int(top_k) != top_k:
             raise CollmError(f"top_k must be a whole number >= 0, 0 for the whole vocabulary (got {top_k})")
-        out = [as_prompt(p) for p in prompts]
+        out = [check_encodable(as_prompt(p)) for p in prompts]
         for p in out:
             if not p.question.strip():
                 raise CollmError("the question is empty")

@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from collm.prompts import utf8_error
+
 MAX_N = 64  # a hard ceiling on any per-request budget; the server's own cap is usually lower
 
 
@@ -33,11 +35,33 @@ class CollmOptions(BaseModel):
     strategy: str | None = Field(None, max_length=32, description="majority (default) or greedy")
 
 
+def _encodable(text: str, what: str = "text") -> str:
+    """`text`, or a ValueError (a 400 naming the field) when UTF-8 cannot
+    carry it: JSON can carry a lone surrogate ("\\ud800"), no model can."""
+    why = utf8_error(text)
+    if why:
+        raise ValueError(f"{what} cannot be encoded as UTF-8 ({why})")
+    return text
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[dict] = Field(..., description="text, or a list of {type: text, text} parts")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_checks(cls, v):
+        """Checked before the types, so that the error says why in one
+        message rather than one per branch of the union."""
+        if isinstance(v, str):
+            return _encodable(v, "the content")
+        if isinstance(v, list):
+            for i, part in enumerate(v):
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                    _encodable(part["text"], f"the text of part {i}")
+        return v
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -80,6 +104,15 @@ class ChatCompletionRequest(_Sampling):
 
 class CompletionRequest(_Sampling):
     prompt: str | list[str] = Field(..., description="the question (a list must hold exactly one string)")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_checks(cls, v):
+        """As ChatMessage's: one clear message before the union's types."""
+        for x in [v] if isinstance(v, str) else v if isinstance(v, list) else []:
+            if isinstance(x, str):
+                _encodable(x, "the prompt")
+        return v
 
     @field_validator("prompt")
     @classmethod
