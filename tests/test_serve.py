@@ -511,3 +511,33 @@ def test_charge_settles_refund_and_overspend():
     assert b.try_take(30)
     Charge(30, [b]).settle(50)
     assert b.level == 30  # 20 tokens beyond the charge are taken too
+
+
+# ---- the OpenAPI schema's text constraints ----
+
+def test_openapi_says_what_the_server_enforces_on_text():
+    """The schema says a message's content and a prompt may not be empty;
+    an empty one is refused with a 400 as the schema says."""
+    _, app = client()
+    schemas = app.openapi()["components"]["schemas"]
+    content = schemas["ChatMessage"]["properties"]["content"]["anyOf"]
+    assert {"type": "string", "minLength": 1}.items() <= content[0].items() and content[1]["minItems"] == 1
+    prompt = schemas["CompletionRequest"]["properties"]["prompt"]["anyOf"]
+    assert prompt[0]["minLength"] == 1 and prompt[1]["items"]["minLength"] == 1
+    assert prompt[1]["minItems"] == prompt[1]["maxItems"] == 1
+
+    async def go():
+        c, _ = client()
+        async with c:
+            return [await c.post("/v1/chat/completions", json=chat("")),
+                    await c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": []}]}),
+                    await c.post("/v1/chat/completions", json=chat("  ")),  # the schema allows it; the server refuses
+                    await c.post("/v1/completions", json={"prompt": ""}),
+                    await c.post("/v1/completions", json={"prompt": [""]}),
+                    await c.post("/v1/completions", json={"prompt": ["a", "b"]})]
+    rs = run(go())
+    assert [r.status_code for r in rs] == [400] * 6
+    msgs = [r.json()["error"]["message"] for r in rs]
+    assert "messages.0.content: Value error, the content is empty" in msgs[0] and "no parts" in msgs[1]
+    assert "the question is empty" in msgs[2] and "the prompt is empty" in msgs[3] and "the prompt is empty" in msgs[4]
+    assert "exactly one prompt" in msgs[5]
