@@ -513,7 +513,20 @@ def test_charge_settles_refund_and_overspend():
     assert b.level == 30  # 20 tokens beyond the charge are taken too
 
 
-# ---- the OpenAPI schema's text constraints ----
+# ---- 405 Allow, the OpenAPI schema's text constraints ----
+
+@pytest.mark.parametrize("method,path,allow", [("GET", "/v1/chat/completions", "POST"),
+                                               ("PUT", "/v1/completions", "POST"),
+                                               ("POST", "/v1/models", "GET"), ("DELETE", "/health", "GET")])
+def test_405_says_which_methods_are_allowed(method, path, allow):
+    async def go():
+        c, _ = client()
+        async with c:
+            return await c.request(method, path)
+    r = run(go())
+    assert r.status_code == 405 and "error" in r.json()
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {allow}
+
 
 def test_openapi_says_what_the_server_enforces_on_text():
     """The schema says a message's content and a prompt may not be empty;

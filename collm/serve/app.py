@@ -182,7 +182,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code = "body_too_large" if exc.status_code == 413 else None
-        return _error(exc.status_code, str(exc.detail), "invalid_request_error", code)
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error", code, headers=exc.headers)  # 405: Allow
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):
