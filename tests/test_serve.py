@@ -513,7 +513,99 @@ def test_charge_settles_refund_and_overspend():
     assert b.level == 30  # 20 tokens beyond the charge are taken too
 
 
-# ---- 405 Allow, the OpenAPI schema's text constraints ----
+# ---- credentials in URLs, 405 Allow, the OpenAPI schema's text constraints ----
+
+@pytest.mark.parametrize("query", ["api_key=s3cret", "API_KEY=s3cret", "apikey=s3cret", "x=1&key=s3cret",
+                                   "token=s3cret", "Access_Token=s3cret", "api%5Fkey=s3cret"])
+def test_a_key_in_the_query_string_is_refused(query):
+    async def go():
+        c, _ = client(api_keys=["s3cret"])
+        async with c:
+            h = {"Authorization": "Bearer s3cret"}
+            return (await c.get(f"/v1/models?{query}", headers=h),
+                    await c.post(f"/v1/chat/completions?{query}", json=chat(), headers=h),
+                    await c.get(f"/health?{query}"))
+    for r in run(go()):
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["code"] == "credential_in_query"
+        assert "Authorization header" in err["message"] and "s3cret" not in r.text
+
+
+def test_other_query_parameters_pass():
+    async def go():
+        c, _ = client()
+        async with c:
+            return await c.get("/v1/models?keys=1&monkey=2&tokens=3")
+    assert run(go()).status_code == 200
+
+
+def uvicorn_access_record(path: str) -> logging.LogRecord:
+    """A record as uvicorn's access logger makes it: (client, method, path with query, HTTP version, status)."""
+    return logging.LogRecord("uvicorn.access", logging.INFO, "h11_impl.py", 477, '%s - "%s %s HTTP/%s" %d',
+                             ("127.0.0.1:5555", "GET", path, "1.1", 400), None)
+
+
+def test_access_log_filter_masks_credentials_in_the_query():
+    from collm.serve.middleware import ScrubQueryCredentials
+
+    f = ScrubQueryCredentials()
+    rec = uvicorn_access_record("/v1/models?api_key=s3cret&n=2&Token=t0k&api%5Fkey=k3y&monkey=ok")
+    assert f.filter(rec)
+    assert rec.getMessage() == ('127.0.0.1:5555 - "GET /v1/models?api_key=***&n=2&Token=***&api%5Fkey=***&monkey=ok '
+                                'HTTP/1.1" 400')
+    plain = uvicorn_access_record("/v1/models")
+    assert f.filter(plain) and plain.getMessage() == '127.0.0.1:5555 - "GET /v1/models HTTP/1.1" 400'
+
+
+def test_the_access_log_filter_is_installed_by_create_app(caplog):
+    client()
+    logger = logging.getLogger("uvicorn.access")
+    from collm.serve.middleware import ScrubQueryCredentials
+
+    assert sum(isinstance(f, ScrubQueryCredentials) for f in logger.filters) == 1  # once, however many apps
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        rec = uvicorn_access_record("/v1/models?key=s3cret")
+        logger.handle(rec)
+    assert "s3cret" not in caplog.text and "key=***" in caplog.text
+
+
+def test_uvicorns_own_access_log_never_prints_a_query_key():
+    """A real uvicorn server, with its own logging configuration: the line it
+    logs for a request with ?api_key= shows *** (and the request got 400)."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(FakeBackend(), ServeConfig(model_name="fake"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("uvicorn.access").addHandler(keep)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models?api_key=s3cret&token=t0k", timeout=10)
+    finally:
+        server.should_exit = True
+        t.join(10)
+        logging.getLogger("uvicorn.access").removeHandler(keep)
+    assert r.status_code == 400
+    assert len(lines) == 1 and "/v1/models?api_key=***&token=***" in lines[0]
+    assert "s3cret" not in lines[0] and "t0k" not in lines[0]
+
 
 @pytest.mark.parametrize("method,path,allow", [("GET", "/v1/chat/completions", "POST"),
                                                ("PUT", "/v1/completions", "POST"),

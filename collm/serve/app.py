@@ -39,6 +39,7 @@ from collm.serve import schemas as S
 from collm.serve.budget import difficulty_of
 from collm.serve.limits import Limiter, Rejected, TooLarge, check_api_key
 from collm.serve.metrics import SAMPLE_BUCKETS, server_metrics
+from collm.serve.middleware import harden
 from collm.serve.scope import Cancelled, ScopedBackend
 from collm.strategies import get_strategy
 
@@ -168,6 +169,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
     app = FastAPI(title="collm", version="0.1.0", lifespan=lifespan,
                   description="OpenAI-compatible answers that spend test-time compute where it changes the answer.")
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    harden(app)  # no credentials in URLs, nor in the access log
     app.state.metrics, app.state.config = metrics, cfg
 
     # ---- errors: OpenAI's {"error": {...}} shape everywhere ----
