@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import jinja2
 import jinja2.sandbox
 
+from collm.errors import CollmError
+
 DEFAULT_SYSTEM = "Please reason step by step, and put your final answer within \\boxed{}."
 
 _SENTINEL = "\x00COLLM_QUESTION\x00"
@@ -53,6 +55,37 @@ class Prompt:
 
 def as_prompt(p: "Prompt | str") -> Prompt:
     return p if isinstance(p, Prompt) else Prompt(str(p))
+
+
+def utf8_error(text: str) -> str | None:
+    """What keeps `text` from being encoded as UTF-8, or None. Only a lone
+    UTF-16 surrogate (U+D800 to U+DFFF) can: JSON carries one as an escape
+    such as "\\ud800", Python keeps it in a str, and no tokenizer takes it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        return f"a lone surrogate U+{ord(text[e.start]):04X} at character {e.start}"
+    return None
+
+
+def to_utf8(text: str, what: str = "the prompt") -> bytes:
+    """`text` as UTF-8 bytes, or a CollmError saying that `what` cannot be."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CollmError(f"{what} cannot be encoded as UTF-8 ({utf8_error(text)})") from None
+
+
+def check_encodable(p: Prompt) -> Prompt:
+    """`p`, or a CollmError naming its part (question, system message,
+    history, partial answer) that cannot be encoded as UTF-8."""
+    to_utf8(p.question, "the question")
+    if p.system is not None:
+        to_utf8(p.system, "the system message")
+    for i, m in enumerate(p.history, 1):
+        to_utf8(str(m.get("content", "")), f"message {i} of the history")
+    to_utf8(p.assistant_prefix, "the partial answer")
+    return p
 
 
 class ChatTemplate:

@@ -2,6 +2,7 @@
 errors on bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,58 @@ def test_small_bank_keeps_ks_it_holds(tmp_path, capsys):
     assert res["uniform"]["2"] == pytest.approx(np.mean(first_right))
     assert res["greedy"] == 1.0
     assert main(["eval", "--bank", str(p), "--ks", "4"]) == 2
+
+
+def bank_file(tmp_path, *lines, head=None, name="b.jsonl"):
+    p = tmp_path / name
+    head = head or {"collm_bank": 1, "model": {"name": "m", "params": 10}, "dataset": "gsm8k", "split": "test"}
+    p.write_text("".join(json.dumps(x) + "\n" for x in (head, *lines)))
+    return str(p)
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--bank"],
+    ["calibrate", "--policy", "uniform", "--budget", "2", "--out", "OUT/p.json", "--bank"],
+    ["bank", "info"],
+])
+@pytest.mark.parametrize("head,line,match", [
+    (None, {**LINE, "samples": [LINE["samples"][0], {**LINE["samples"][1], "ok": "false"}]},
+     r":3: malformed sample \(samples\[1\]\.ok: must be true or false"),
+    ({"collm_bank": 1, "model": {"name": "m", "params": "big"}}, LINE, r":1: malformed header \(model\.params"),
+    ({"collm_bank": 1, "model": ["m"]}, LINE, r":1: malformed header \(model: must be a JSON object"),
+])
+def test_bad_banks_exit_2_with_the_line_not_a_traceback(tmp_path, capsys, command, head, line, match):
+    p = bank_file(tmp_path, {**LINE, "i": 1}, line, head=head)
+    assert main([c.replace("OUT", str(tmp_path)) for c in command] + [p]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {p}:") and "Traceback" not in err
+    assert re.search(match, err)
+
+
+@pytest.mark.parametrize("command", [
+    ["eval", "--bins", "1", "--bank"],
+    ["calibrate", "--policy", "uniform", "--budget", "1.5", "--out", "OUT/p.json", "--seeds", "1", "--bank"],
+    ["bank", "info"],
+    ["report", "--seeds", "1", "--out", "OUT/r", "--bank"],
+])
+def test_allow_ragged_reads_a_ragged_bank(tmp_path, capsys, command):
+    command = [c.replace("OUT", str(tmp_path)) for c in command]
+    p = bank_file(tmp_path, LINE, {**LINE, "i": 1}, {**LINE, "i": 2, "samples": LINE["samples"][:1]})
+    assert main(command + [p]) == 2
+    assert f"error: {p}:4: problem 2 has 1 sample where the first problem (line 2) has 2; --allow-ragged" in \
+        capsys.readouterr().err
+    assert main(command + [p, "--allow-ragged"]) == 0
+
+
+def test_bank_info_of_a_ragged_bank_says_k_is_the_smallest(tmp_path, capsys):
+    p = bank_file(tmp_path, LINE, {**LINE, "i": 1, "samples": LINE["samples"][:1]})
+    assert main(["bank", "info", p, "--allow-ragged"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["problems"] == 2 and info["k"] == 1
+
+
+def test_plan_takes_allow_ragged():
+    from collm.cli import build_parser
+
+    args = build_parser().parse_args(["plan", "--bank", "b.jsonl", "--allow-ragged"])
+    assert args.allow_ragged

@@ -87,3 +87,95 @@ def test_merge_refuses_other_models_and_duplicates(tmp_path):
         merge_banks([a, d])
     m = merge_banks([a, c])
     assert [p.i for p in m.problems] == [0, 1]
+
+
+def sample(**kw):
+    return {**LINE["samples"][0], **kw}
+
+
+def with_sample(**kw):
+    return {**LINE, "samples": [LINE["samples"][0], sample(**kw)]}
+
+
+# values a lenient reading took (bool("false") is True, int(5.7) is 5, ...)
+@pytest.mark.parametrize("line,match", [
+    (with_sample(ok="false"), r"b\.jsonl:2: malformed sample \(samples\[1\]\.ok: must be true or false \(got \"false\"\)"),
+    (with_sample(ok=1), r"b\.jsonl:2: malformed sample \(samples\[1\]\.ok: must be true or false"),
+    (with_sample(n=-3), r"b\.jsonl:2: malformed sample \(samples\[1\]\.n: .*greater than or equal to 0"),
+    (with_sample(n=5.7), r"b\.jsonl:2: malformed sample \(samples\[1\]\.n: .*valid integer \(got 5\.7\)"),
+    (with_sample(n=True), r"b\.jsonl:2: malformed sample \(samples\[1\]\.n: .*valid integer"),
+    (with_sample(lp=float("nan")), r"b\.jsonl:2: malformed sample \(samples\[1\]\.lp: .*finite number \(got NaN\)"),
+    (with_sample(lp=float("-inf")), r"b\.jsonl:2: malformed sample \(samples\[1\]\.lp: .*finite number"),
+    (with_sample(lp="-1.0"), r"b\.jsonl:2: malformed sample \(samples\[1\]\.lp: .*valid number"),
+    (with_sample(a=[3]), r"b\.jsonl:2: malformed sample \(samples\[1\]\.a: must be a number, a string or null"),
+    (with_sample(a=True), r"b\.jsonl:2: malformed sample \(samples\[1\]\.a: must be a number, a string or null"),
+    (with_sample(f=7), r"b\.jsonl:2: malformed sample \(samples\[1\]\.f: .*valid string"),
+    (with_sample(t=["x"]), r"b\.jsonl:2: malformed sample \(samples\[1\]\.t: .*valid string"),
+    ({**LINE, "greedy": sample(ok="true")}, r"b\.jsonl:2: malformed sample \(greedy\.ok: must be true or false"),
+    ({**LINE, "q_entropy": [1.0, "2"]}, r"b\.jsonl:2: malformed problem \(q_entropy\[1\]: .*valid number"),
+    ({**LINE, "q_nll": 0.5}, r"b\.jsonl:2: malformed problem \(q_nll: must be a list"),
+    ({**LINE, "i": "0"}, r"b\.jsonl:2: malformed problem \(i: .*valid integer"),
+    ({**LINE, "prompt_tokens": 50.5}, r"b\.jsonl:2: malformed problem \(prompt_tokens: .*valid integer"),
+    ({**LINE, "gold": None}, r"b\.jsonl:2: malformed problem \(gold: must be a number or a string"),
+])
+def test_fields_are_checked_strictly(tmp_path, line, match):
+    p = write(tmp_path / "b.jsonl", {**LINE, "i": 1}, line)
+    with pytest.raises(CollmError, match=match):
+        load_bank(p)
+
+
+def test_json_numbers_and_optional_fields_still_read(tmp_path):
+    """Integers where floats are meant, a string answer, null f and t, unknown
+    sample keys: all as before."""
+    line = {**LINE, "gold": "3", "q_entropy": [1, 2], "greedy": {"a": "3", "ok": True, "n": 0, "lp": -1},
+            "samples": [sample(a=3, f=None, t=None, extra=1), sample(a="x/2")]}
+    p = load_bank(write(tmp_path / "b.jsonl", line)).problems[0]
+    assert p.q_entropy == [1.0, 2.0] and p.greedy.lp == -1.0 and isinstance(p.greedy.lp, float)
+    assert p.gold == "3" and [s.a for s in p.samples] == [3, "x/2"] and p.samples[0].f is None
+
+
+@pytest.mark.parametrize("head,match", [
+    ({"collm_bank": 1, "model": {"name": "m", "params": "big"}}, r"b\.jsonl:1: malformed header \(model\.params: .*valid integer \(got \"big\"\)"),
+    ({"collm_bank": 1, "model": {"params": -5}}, r"b\.jsonl:1: malformed header \(model\.params: .*greater than or equal to 0"),
+    ({"collm_bank": 1, "model": ["m", 10]}, r"b\.jsonl:1: malformed header \(model: must be a JSON object"),
+    ({"collm_bank": 1, "model": {"name": 7}}, r"b\.jsonl:1: malformed header \(model\.name: .*valid string"),
+    ({"collm_bank": 1, "sampling": "t=0.8"}, r"b\.jsonl:1: malformed header \(sampling: must be a JSON object"),
+    ({"collm_bank": 1, "sampling": {"max_tokens": "400"}}, r"b\.jsonl:1: malformed header \(sampling\.max_tokens: "),
+    ({"collm_bank": 1, "sampling": {"k": 0}}, r"b\.jsonl:1: malformed header \(sampling\.k: .*greater than 0"),
+    ({"collm_bank": 1, "dataset": ["gsm8k"]}, r"b\.jsonl:1: malformed header \(dataset: .*valid string"),
+])
+def test_headers_are_checked(tmp_path, head, match):
+    with pytest.raises(CollmError, match=match):
+        load_bank(write(tmp_path / "b.jsonl", head, LINE))
+
+
+def test_sidecar_header_is_checked(tmp_path):
+    p = write(tmp_path / "b.jsonl", LINE)
+    (tmp_path / "b.jsonl.meta.json").write_text(json.dumps({"collm_bank": 1, "model": {"params": "big"}}))
+    with pytest.raises(CollmError, match=r"b\.jsonl\.meta\.json: malformed header \(model\.params"):
+        load_bank(p)
+    (tmp_path / "b.jsonl.meta.json").write_text("[1]")
+    with pytest.raises(CollmError, match=r"b\.jsonl\.meta\.json: malformed header \(a header must be a JSON object"):
+        load_bank(p)
+
+
+def test_ragged_and_duplicate_problems_refused_unless_allowed(tmp_path):
+    short = {**LINE, "i": 1, "samples": LINE["samples"][:1]}
+    ragged = write(tmp_path / "r.jsonl", header(), LINE, short)
+    with pytest.raises(CollmError, match=r"r\.jsonl:3: problem 1 has 1 sample where the first problem \(line 2\) "
+                                         r"has 2; --allow-ragged"):
+        load_bank(ragged)
+    b = load_bank(ragged, allow_ragged=True)
+    assert len(b) == 2 and b.k == 1
+    twice = write(tmp_path / "d.jsonl", LINE, {**LINE, "i": 1}, LINE)
+    with pytest.raises(CollmError, match=r"d\.jsonl:3: problem 0 is in the bank twice \(first on line 1\)"):
+        load_bank(twice)
+    assert [p.i for p in load_bank(twice, allow_ragged=True).problems] == [0, 1, 0]
+
+
+def test_resume_checks_lines_with_the_schema(tmp_path):
+    from collm.bank.build import resume
+
+    p = write(tmp_path / "b.jsonl", header(), LINE, with_sample(ok="false"))
+    with open(p, "a+b") as f, pytest.raises(CollmError, match=r"b\.jsonl:3: malformed sample \(samples\[1\]\.ok"):
+        resume(f, p, header())

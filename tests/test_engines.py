@@ -154,6 +154,17 @@ def test_bad_requests(engine):
         engine.score_prompt(["  "])
 
 
+def test_text_utf8_cannot_carry_is_a_collm_error(engine):
+    """A lone surrogate (JSON can carry "\\ud800") is refused with a CollmError by
+    the request checks and by the tokenizer itself, never a UnicodeEncodeError."""
+    with pytest.raises(CollmError, match="cannot be encoded as UTF-8"):
+        engine.encode(Prompt("hi \ud800"))
+    with pytest.raises(CollmError, match="the question cannot be encoded as UTF-8"):
+        engine.generate(["hi \ud800"], max_tokens=4)
+    with pytest.raises(CollmError, match="the system message cannot be encoded as UTF-8"):
+        engine.score_prompt([Prompt("hi", system="\udfff")])
+
+
 def test_engines_agree_on_tokens_and_scores():
     """The two engines see the same token ids and close prompt statistics."""
     _llamacpp_or_skip()

@@ -9,14 +9,15 @@ import json
 import logging
 import threading
 
+import conftest
 import httpx
 import pytest
 
-import conftest
 from collm.allocation.thresholds import ThresholdPolicy
 from collm.backends.remote import UpstreamError, UpstreamTimeout
 from collm.errors import CollmError
 from collm.policies import load_policy
+from collm.prompts import as_prompt
 from collm.serve import ServeConfig, create_app
 from collm.serve.limits import Limiter, Rejected, check_api_key
 
@@ -159,6 +160,43 @@ def test_program_answers_when_the_operator_allows_them():
             return (await c.post("/v1/chat/completions", json=chat(n=1))).json()
     assert run(go("gsm8k+program"))["collm"]["answer"] == "42"  # what the code prints, not the invented output
     assert run(go("gsm8k"))["collm"]["answer"] == "41"
+
+
+class Tokenizing(FakeBackend):
+    """Encodes every text as UTF-8 first, as the llama.cpp engine's tokenizer does."""
+
+    def generate(self, prompts, n=1, params=None, **kw):
+        for p in prompts:
+            p = as_prompt(p)
+            for text in [p.question, p.system or ""] + [m["content"] for m in p.history]:
+                text.encode("utf-8")
+        return super().generate(prompts, n, params, **kw)
+
+
+LONE = '"hi \\ud800"'  # JSON text of a string holding a lone surrogate
+
+
+@pytest.mark.parametrize("path,body,field", [
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": %s}]}' % LONE, "messages.0.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "system", "content": %s}, {"role": "user", "content": "q"}]}'
+     % LONE, "messages.0.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": %s}, '
+     '{"role": "user", "content": "q"}]}' % LONE, "messages.1.content"),
+    ("/v1/chat/completions", '{"messages": [{"role": "user", "content": [{"type": "text", "text": %s}]}]}' % LONE,
+     "messages.0.content"),
+    ("/v1/completions", '{"prompt": %s}' % LONE, "prompt"),
+    ("/v1/completions", '{"prompt": [%s]}' % LONE, "prompt"),
+])
+def test_a_lone_surrogate_is_a_400_naming_the_field_never_a_500(path, body, field):
+    async def go():
+        c, _ = client(Tokenizing())
+        async with c:
+            return await c.post(path, content=body.encode(), headers={"content-type": "application/json"})
+    r = run(go())
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["type"] == "invalid_request_error"
+    assert f"{field}: " in err["message"] and "cannot be encoded as UTF-8 (a lone surrogate U+D800" in err["message"]
 
 
 def test_not_json_and_too_large_bodies():
@@ -423,3 +461,138 @@ def test_charge_settles_refund_and_overspend():
     assert b.try_take(30)
     Charge(30, [b]).settle(50)
     assert b.level == 30  # 20 tokens beyond the charge are taken too
+
+
+# ---- credentials in URLs, 405 Allow, the OpenAPI schema's text constraints ----
+
+@pytest.mark.parametrize("query", ["api_key=s3cret", "API_KEY=s3cret", "apikey=s3cret", "x=1&key=s3cret",
+                                   "token=s3cret", "Access_Token=s3cret", "api%5Fkey=s3cret"])
+def test_a_key_in_the_query_string_is_refused(query):
+    async def go():
+        c, _ = client(api_keys=["s3cret"])
+        async with c:
+            h = {"Authorization": "Bearer s3cret"}
+            return (await c.get(f"/v1/models?{query}", headers=h),
+                    await c.post(f"/v1/chat/completions?{query}", json=chat(), headers=h),
+                    await c.get(f"/health?{query}"))
+    for r in run(go()):
+        assert r.status_code == 400, r.text
+        err = r.json()["error"]
+        assert set(err) == {"message", "type", "param", "code"} and err["code"] == "credential_in_query"
+        assert "Authorization header" in err["message"] and "s3cret" not in r.text
+
+
+def test_other_query_parameters_pass():
+    async def go():
+        c, _ = client()
+        async with c:
+            return await c.get("/v1/models?keys=1&monkey=2&tokens=3")
+    assert run(go()).status_code == 200
+
+
+def uvicorn_access_record(path: str) -> logging.LogRecord:
+    """A record as uvicorn's access logger makes it: (client, method, path with query, HTTP version, status)."""
+    return logging.LogRecord("uvicorn.access", logging.INFO, "h11_impl.py", 477, '%s - "%s %s HTTP/%s" %d',
+                             ("127.0.0.1:5555", "GET", path, "1.1", 400), None)
+
+
+def test_access_log_filter_masks_credentials_in_the_query():
+    from collm.serve.middleware import ScrubQueryCredentials
+
+    f = ScrubQueryCredentials()
+    rec = uvicorn_access_record("/v1/models?api_key=s3cret&n=2&Token=t0k&api%5Fkey=k3y&monkey=ok")
+    assert f.filter(rec)
+    assert rec.getMessage() == ('127.0.0.1:5555 - "GET /v1/models?api_key=***&n=2&Token=***&api%5Fkey=***&monkey=ok '
+                                'HTTP/1.1" 400')
+    plain = uvicorn_access_record("/v1/models")
+    assert f.filter(plain) and plain.getMessage() == '127.0.0.1:5555 - "GET /v1/models HTTP/1.1" 400'
+
+
+def test_the_access_log_filter_is_installed_by_create_app(caplog):
+    client()
+    logger = logging.getLogger("uvicorn.access")
+    from collm.serve.middleware import ScrubQueryCredentials
+
+    assert sum(isinstance(f, ScrubQueryCredentials) for f in logger.filters) == 1  # once, however many apps
+    with caplog.at_level(logging.INFO, logger="uvicorn.access"):
+        rec = uvicorn_access_record("/v1/models?key=s3cret")
+        logger.handle(rec)
+    assert "s3cret" not in caplog.text and "key=***" in caplog.text
+
+
+def test_uvicorns_own_access_log_never_prints_a_query_key():
+    """A real uvicorn server, with its own logging configuration: the line it
+    logs for a request with ?api_key= shows *** (and the request got 400)."""
+    import socket
+
+    import uvicorn
+
+    app = create_app(FakeBackend(), ServeConfig(model_name="fake"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="info"))
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    keep = Keep()
+    logging.getLogger("uvicorn.access").addHandler(keep)
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    try:
+        for _ in range(200):
+            if server.started:
+                break
+            threading.Event().wait(0.05)
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/models?api_key=s3cret&token=t0k", timeout=10)
+    finally:
+        server.should_exit = True
+        t.join(10)
+        logging.getLogger("uvicorn.access").removeHandler(keep)
+    assert r.status_code == 400
+    assert len(lines) == 1 and "/v1/models?api_key=***&token=***" in lines[0]
+    assert "s3cret" not in lines[0] and "t0k" not in lines[0]
+
+
+@pytest.mark.parametrize("method,path,allow", [("GET", "/v1/chat/completions", "POST"),
+                                               ("PUT", "/v1/completions", "POST"),
+                                               ("POST", "/v1/models", "GET"), ("DELETE", "/health", "GET")])
+def test_405_says_which_methods_are_allowed(method, path, allow):
+    async def go():
+        c, _ = client()
+        async with c:
+            return await c.request(method, path)
+    r = run(go())
+    assert r.status_code == 405 and "error" in r.json()
+    assert {m.strip() for m in r.headers["allow"].split(",")} == {allow}
+
+
+def test_openapi_says_what_the_server_enforces_on_text():
+    """The schema says a message's content and a prompt may not be empty;
+    an empty one is refused with a 400 as the schema says."""
+    _, app = client()
+    schemas = app.openapi()["components"]["schemas"]
+    content = schemas["ChatMessage"]["properties"]["content"]["anyOf"]
+    assert {"type": "string", "minLength": 1}.items() <= content[0].items() and content[1]["minItems"] == 1
+    prompt = schemas["CompletionRequest"]["properties"]["prompt"]["anyOf"]
+    assert prompt[0]["minLength"] == 1 and prompt[1]["items"]["minLength"] == 1
+    assert prompt[1]["minItems"] == prompt[1]["maxItems"] == 1
+
+    async def go():
+        c, _ = client()
+        async with c:
+            return [await c.post("/v1/chat/completions", json=chat("")),
+                    await c.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": []}]}),
+                    await c.post("/v1/chat/completions", json=chat("  ")),  # the schema allows it; the server refuses
+                    await c.post("/v1/completions", json={"prompt": ""}),
+                    await c.post("/v1/completions", json={"prompt": [""]}),
+                    await c.post("/v1/completions", json={"prompt": ["a", "b"]})]
+    rs = run(go())
+    assert [r.status_code for r in rs] == [400] * 6
+    msgs = [r.json()["error"]["message"] for r in rs]
+    assert "messages.0.content: Value error, the content is empty" in msgs[0] and "no parts" in msgs[1]
+    assert "the question is empty" in msgs[2] and "the prompt is empty" in msgs[3] and "the prompt is empty" in msgs[4]
+    assert "exactly one prompt" in msgs[5]

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from collm.errors import CollmError
-from collm.prompts import ChatTemplate, Prompt, as_prompt
+from collm.prompts import ChatTemplate, Prompt, as_prompt, check_encodable
 from collm.types import Generation, PromptScore, SamplingParams, sampling
 
 
@@ -74,7 +74,7 @@ class Backend(ABC):
         if not isinstance(n, int) or n < 1:
             raise CollmError(f"n must be at least 1 (got {n})")
         params = sampling(params).check(self.context_length)
-        out = [as_prompt(p) for p in prompts]
+        out = [check_encodable(as_prompt(p)) for p in prompts]
         for p in out:
             if not p.question.strip():
                 raise CollmError("the question is empty")

@@ -35,7 +35,7 @@ from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, resolve
-from collm.prompts import ChatTemplate, Prompt
+from collm.prompts import ChatTemplate, Prompt, to_utf8
 from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
 
 DEFAULT_CONTEXT = 8192  # KV cells, shared by a prompt and its samples; capped by the trained context
@@ -140,7 +140,7 @@ class LlamaCppEngine(Backend):
 
     # ---- tokens
     def _tokenize(self, text: str, special: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=special) if text else []
+        return self.llm.tokenize(to_utf8(text), add_bos=False, special=special) if text else []
 
     def encode(self, prompt: Prompt) -> tuple[list[int], tuple[int, int]]:
         return encode_prompt(self.template, prompt, self._tokenize, self.bos)

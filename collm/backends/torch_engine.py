@@ -27,7 +27,7 @@ from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, cache_dir, resolve
-from collm.prompts import ChatTemplate, Prompt
+from collm.prompts import ChatTemplate, Prompt, to_utf8
 from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<end_of_turn>")
@@ -126,6 +126,7 @@ class TorchEngine(Backend):
     def _tokenize(self, text: str, special: bool) -> list[int]:
         if not text:
             return []
+        to_utf8(text)  # a lone surrogate: a CollmError, not the tokenizer's own exception
         return self.tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
 
     def encode(self, prompt: Prompt) -> tuple[list[int], tuple[int, int]]:

@@ -16,6 +16,10 @@ Header: the first line may be {"collm_bank": 1, "model": {...}, "dataset": ...,
 ...}; or it sits beside the bank as FILE.meta.json (the sidecar wins). A bank
 with neither gets its header from KNOWN_BANKS when its sha256 is listed there
 (the shared GSM8K bank is), else an empty one. docs/BANKS.md has the details.
+
+Lines and headers are checked against collm.bank.schema; problems with
+different sample counts, or a problem twice, are refused unless the caller
+allows a ragged bank.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from collm.answers import TASKS, get_task
+from collm.bank.schema import BankSchemaError, validate_header, validate_problem
 from collm.errors import CollmError
 from collm.verifiers.arithmetic import slips as count_slips
 
@@ -194,34 +199,38 @@ def _key(a) -> str:
     return str(a)
 
 
-def _sample(d: dict, path, line) -> BankSample:
-    try:
-        t = d.get("t")
-        if t is not None and not isinstance(t, str):
-            raise TypeError("'t' (text) must be a string")
-        return BankSample(d.get("a"), bool(d["ok"]), int(d["n"]), float(d["lp"]), d.get("f"), t)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise CollmError(f"{path}:{line}: malformed sample ({type(e).__name__}: {e})") from None
+def _sample(d: dict) -> BankSample:
+    """A sample from its checked line (collm.bank.schema)."""
+    return BankSample(d.get("a"), d["ok"], d["n"], d["lp"], d.get("f"), d.get("t"))
 
 
 REQUIRED = ("i", "gold", "prompt_tokens", "q_tokens", "q_entropy", "q_nll", "greedy", "samples")
 
 
 def parse_problem(d: dict, path="<bank>", line=0) -> BankProblem:
+    """One problem line, checked against the schema (collm.bank.schema);
+    anything wrong is a CollmError naming `path:line` and the field."""
     missing = [k for k in REQUIRED if k not in d]
     if missing:
         raise CollmError(f"{path}:{line}: missing field(s) {', '.join(missing)}")
     if not isinstance(d["samples"], list) or not d["samples"]:
         raise CollmError(f"{path}:{line}: 'samples' must be a non-empty list")
-    extra = {k: v for k, v in d.items() if k not in REQUIRED}
     try:
-        return BankProblem(
-            int(d["i"]), d["gold"], int(d["prompt_tokens"]), int(d["q_tokens"]),
-            [float(x) for x in d["q_entropy"]], [float(x) for x in d["q_nll"]],
-            _sample(d["greedy"], path, line), [_sample(s, path, line) for s in d["samples"]], extra,
-        )
-    except (TypeError, ValueError) as e:
-        raise CollmError(f"{path}:{line}: malformed problem ({e})") from None
+        v = validate_problem(d)
+    except BankSchemaError as e:
+        what = "sample" if e.where.startswith(("samples", "greedy")) else "problem"
+        raise CollmError(f"{path}:{line}: malformed {what} ({e})") from None
+    extra = {k: x for k, x in v.items() if k not in REQUIRED}
+    return BankProblem(v["i"], v["gold"], v["prompt_tokens"], v["q_tokens"], v["q_entropy"], v["q_nll"],
+                       _sample(v["greedy"]), [_sample(s) for s in v["samples"]], extra)
+
+
+def _header(d, where: str) -> dict:
+    """A header checked against the schema, or a CollmError naming `where`."""
+    try:
+        return validate_header(d)
+    except BankSchemaError as e:
+        raise CollmError(f"{where}: malformed header ({e})") from None
 
 
 def header_field(header: dict, path: tuple):
@@ -261,7 +270,37 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
+class _SameShape:
+    """Refuses, line by line, a problem seen before or one whose sample count
+    differs from the first problem's: replays and joins read K draws from
+    every problem, so a ragged bank would quietly count as a smaller one."""
+
+    HINT = "--allow-ragged (load_bank(..., allow_ragged=True)) reads it anyway"
+
+    def __init__(self, path):
+        self.path, self.first, self.lines = path, None, {}
+
+    def check(self, p: BankProblem, ln: int) -> None:
+        if p.i in self.lines:
+            raise CollmError(f"{self.path}:{ln}: problem {p.i} is in the bank twice (first on line {self.lines[p.i]}); "
+                             f"{self.HINT}")
+        self.lines[p.i] = ln
+        if self.first is None:
+            self.first = (len(p.samples), ln)
+        elif len(p.samples) != self.first[0]:
+            k, at = self.first
+            raise CollmError(f"{self.path}:{ln}: problem {p.i} has {_samples(len(p.samples))} where the first problem "
+                             f"(line {at}) has {k}; {self.HINT}, with K the smallest count")
+
+
+def _samples(n: int) -> str:
+    return f"{n} sample{'' if n == 1 else 's'}"
+
+
+def load_bank(path: str | Path, allow_partial_last_line: bool = False, allow_ragged: bool = False) -> Bank:
+    """The bank in `path`, every line and the header checked (collm.bank.schema).
+    Problems with different sample counts, or a problem twice, are refused
+    unless `allow_ragged`."""
     path = Path(path)
     if path.is_dir():
         raise CollmError(f"bank path is a directory, not a file: {path}")
@@ -274,7 +313,9 @@ def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
             header = json.loads(meta.read_text())
         except json.JSONDecodeError as e:
             raise CollmError(f"{meta}: not valid JSON ({e})") from None
+        header = _header(header, str(meta))
     problems = []
+    shape = None if allow_ragged else _SameShape(path)
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     if lines and lines[-1] == b"":
@@ -299,9 +340,11 @@ def load_bank(path: str | Path, allow_partial_last_line: bool = False) -> Bank:
         if not isinstance(d, dict):
             raise CollmError(f"{path}:{ln}: expected a JSON object")
         if HEADER_KEY in d:
-            header = {**d, **header} if not header else header
+            header = header or _header(d, f"{path}:{ln}")
             continue
         problems.append(parse_problem(d, path, ln))
+        if shape is not None:
+            shape.check(problems[-1], ln)
     if not problems:
         raise CollmError(f"{path}: the bank holds no problems")
     if not header:

@@ -9,7 +9,7 @@ import json
 import sys
 
 from collm.bank.build import build_bank, make_header, open_out
-from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
+from collm.cli.options import add_allow_ragged, add_model_args, add_sampling_args, backend_from_args, sampling_from_args
 from collm.datasets import load_dataset
 from collm.errors import CollmError
 from collm.types import DEFAULT_TEMPERATURE
@@ -36,6 +36,7 @@ def add_parser(sub):
     j.add_argument("--out", required=True, help="the joined bank (a new file)")
     i = bsub.add_parser("info", help="print a bank's header, problems and K")
     i.add_argument("file")
+    add_allow_ragged(i)
     p.set_defaults(_bank_parser=p)
     return p
 
@@ -44,7 +45,7 @@ def run(args) -> int:
     if args.bank_command == "info":
         from collm.bank.format import load_bank
 
-        bank = load_bank(args.file)
+        bank = load_bank(args.file, allow_ragged=args.allow_ragged)
         print(json.dumps({"path": bank.path, "problems": len(bank), "k": bank.k,
                           "rows": [bank.problems[0].i, bank.problems[-1].i], "header": bank.header}, indent=2))
         return 0

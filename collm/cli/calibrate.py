@@ -26,6 +26,7 @@ from collm.bank import load_bank
 from collm.bank.format import file_sha256
 from collm.budget import minimum_flops
 from collm.cli.eval import _ks
+from collm.cli.options import add_allow_ragged
 from collm.errors import CollmError
 from collm.strategies.replay import fit_bank_strategy_policy
 
@@ -50,6 +51,7 @@ def add_parser(sub):
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
                         "built with --keep-text; runs the code here); `collm ask` then needs --execute-code too")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_allow_ragged(p)
     return p
 
 
@@ -61,7 +63,7 @@ def run(args) -> int:
     seeds = args.seeds if args.seeds is not None else (20 if args.strategies else 4)
     if seeds < 1 or args.splits < 1:
         raise CollmError("--seeds and --splits must be at least 1")
-    bank = load_bank(args.bank)
+    bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
     if args.execute_code:
         bank = bank.with_program_answers()
     if args.strategies:

@@ -11,6 +11,7 @@ import sys
 
 from collm.bank.evaluate import cost_to_reach, evaluate
 from collm.bank.format import load_bank, merge_banks
+from collm.cli.options import add_allow_ragged
 from collm.errors import CollmError
 
 
@@ -30,6 +31,7 @@ def add_parser(sub):
     p.add_argument("--execute-code", action="store_true",
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
                         "built with --keep-text; runs the code here)")
+    add_allow_ragged(p)
     return p
 
 
@@ -48,7 +50,7 @@ def run(args) -> int:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
         raise CollmError("--model-params must be a positive parameter count")
-    bank = merge_banks([load_bank(f) for f in args.bank])
+    bank = merge_banks([load_bank(f, allow_ragged=args.allow_ragged) for f in args.bank])
     if args.execute_code:
         bank = bank.with_program_answers()
     ks = [k for k in _ks(args.ks) if k <= bank.k]

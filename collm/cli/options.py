@@ -2,6 +2,7 @@
 
     add_model_args(p)      --model, --engine (the registered engines)
     add_sampling_args(p)   --temperature, --top-p, --top-k, --max-tokens, --seed
+    add_allow_ragged(p)    --allow-ragged, for commands that read banks
     sampling_from_args(a)  the SamplingParams they say (collm.types: the one set of defaults)
     backend_from_args(a)   the backend they name
 """
@@ -45,6 +46,13 @@ def sampling_from_args(args) -> SamplingParams:
         return p.check()
     except CollmError as e:  # name the option, not the field
         raise CollmError("--" + str(e).replace("_", "-", 1)) from None
+
+
+def add_allow_ragged(p) -> None:
+    """--allow-ragged, for the commands that read banks (collm.bank.load_bank)."""
+    p.add_argument("--allow-ragged", action="store_true",
+                   help="read a bank whose problems hold different numbers of samples (K is then the smallest), "
+                        "or a problem twice; refused by default")
 
 
 def backend_from_args(args):

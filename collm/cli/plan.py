@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 
 from collm import plan as planner
+from collm.bank import load_bank
+from collm.cli.options import add_allow_ragged
 from collm.errors import CollmError
 from collm.plan import chinchilla_tokens
 
@@ -43,6 +45,7 @@ def add_parser(sub):
     p.add_argument("--compute", metavar="C", default=None,
                    help="training budget in FLOPs: print the Chinchilla-optimal model size and tokens")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_allow_ragged(p)
     return p
 
 
@@ -154,10 +157,9 @@ def run(args) -> int:
         out["matched"] = plan.to_dict()
         text += matched_text(plan)
         if args.bank:
-            from collm.bank import load_bank
-
             target = None if args.target_accuracy is None else parse_accuracy(args.target_accuracy)
-            chk = planner.bank_check(load_bank(args.bank), plan, args.policy, target, args.seeds, args.model_params)
+            bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
+            chk = planner.bank_check(bank, plan, args.policy, target, args.seeds, args.model_params)
             out["bank_check"] = chk
             text += [""] + bank_text(chk)
     elif args.bank:

@@ -9,6 +9,7 @@ page) and the PNG figures.
 
 from __future__ import annotations
 
+from collm.cli.options import add_allow_ragged
 from collm.errors import CollmError
 from collm.report import EnergyModel, build_report
 from collm.report.energy import DEFAULT_FLOP_PER_JOULE, DEFAULT_GRID_GCO2_PER_KWH
@@ -33,6 +34,7 @@ def add_parser(sub):
                    help="hardware efficiency for the energy estimate (default 4.24e11: H100 SXM at 30%% of peak)")
     p.add_argument("--grid-gco2-per-kwh", type=float, default=None,
                    help="grid carbon intensity (default 481: world average 2023, Ember)")
+    add_allow_ragged(p)
     return p
 
 
@@ -43,7 +45,8 @@ def run(args) -> int:
         raise CollmError("--model-params must be a positive integer")
     energy = EnergyModel(DEFAULT_FLOP_PER_JOULE if args.flop_per_joule is None else args.flop_per_joule,
                          DEFAULT_GRID_GCO2_PER_KWH if args.grid_gco2_per_kwh is None else args.grid_gco2_per_kwh)
-    report = build_report(args.bank, args.policy, args.out, args.seeds, energy, args.model_params, args.dataset)
+    report = build_report(args.bank, args.policy, args.out, args.seeds, energy, args.model_params, args.dataset,
+                          allow_ragged=args.allow_ragged)
     for s in report["sections"]:
         print(f"{s['dataset'] or s['bank']}: {s['problems']} problems")
         for r in s["comparison"]:

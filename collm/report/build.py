@@ -111,8 +111,9 @@ def write_figures(section: dict, methods: list, out: Path, slug: str) -> dict:
 
 
 def build_report(banks, policies=(), out="report", seeds: int = DEFAULT_SEEDS, energy: EnergyModel | None = None,
-                 params: int | None = None, dataset: str | None = None) -> dict:
-    """Write report.{md,json,html} and the figures to `out`; return the report dict."""
+                 params: int | None = None, dataset: str | None = None, allow_ragged: bool = False) -> dict:
+    """Write report.{md,json,html} and the figures to `out`; return the report dict.
+    Bank files are read with collm.bank.load_bank (`allow_ragged` passed on)."""
     if not banks:
         raise CollmError("give at least one --bank")
     if seeds < 1:
@@ -125,7 +126,7 @@ def build_report(banks, policies=(), out="report", seeds: int = DEFAULT_SEEDS, e
     report = {"collm_report": 1, "seeds": seeds, "energy": energy.describe(), "sections": []}
     used = set()
     for b in banks:
-        bank = b if hasattr(b, "problems") else load_bank(b)
+        bank = b if hasattr(b, "problems") else load_bank(b, allow_ragged=allow_ragged)
         _log(f"report: {bank.path} ({len(bank)} problems x {bank.k} samples)")
         section, methods = bank_section(bank, policies, seeds, energy, params, dataset)
         slug = _slug(section["dataset"] or Path(bank.path).stem)

@@ -35,6 +35,7 @@ from collm.serve import schemas as S
 from collm.serve.config import ApiError, ServeConfig
 from collm.serve.limits import Rejected, check_api_key
 from collm.serve.metrics import server_metrics
+from collm.serve.middleware import harden
 from collm.serve.pipeline import Server, messages_to_prompt, parse
 from collm.serve.responses import record, response
 from collm.serve.scope import Cancelled
@@ -101,7 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
         code = "body_too_large" if exc.status_code == 413 else None
-        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", code)
+        return error_response(exc.status_code, str(exc.detail), "invalid_request_error", code,
+                              headers=exc.headers)  # 405: Allow
 
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError):
@@ -182,6 +184,7 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
     app = FastAPI(title="collm", version=__version__, lifespan=lifespan,
                   description="OpenAI-compatible answers that spend test-time compute where it changes the answer.")
     app.add_middleware(BodyLimit, limit=cfg.max_body_bytes)
+    harden(app)  # no credentials in URLs, nor in the access log
     app.state.metrics, app.state.config, app.state.server = server.metrics, cfg, server
     install_error_handlers(app)
 

@@ -15,9 +15,11 @@ collm cannot honour (streaming, tools) are refused with a clear 400.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from collm.prompts import utf8_error
 
 MAX_N = 64  # a hard ceiling on any per-request budget; the server's own cap is usually lower
 
@@ -33,11 +35,43 @@ class CollmOptions(BaseModel):
     strategy: str | None = Field(None, max_length=32, description="majority (default) or greedy")
 
 
+# text the server takes: not empty (an empty question is refused), and
+# encodable as UTF-8 (JSON can carry a lone surrogate, "\\ud800"; no model can)
+Text = Annotated[str, Field(min_length=1)]
+
+
+def _encodable(text: str, what: str = "text") -> str:
+    """`text`, or a ValueError (a 400 naming the field) when it is empty or
+    UTF-8 cannot carry it."""
+    if text == "":
+        raise ValueError(f"{what} is empty")
+    why = utf8_error(text)
+    if why:
+        raise ValueError(f"{what} cannot be encoded as UTF-8 ({why})")
+    return text
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[dict] = Field(..., description="text, or a list of {type: text, text} parts")
+    content: Text | Annotated[list[dict], Field(min_length=1)] = Field(
+        ..., description="text, or a list of {type: text, text} parts")
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _text_checks(cls, v):
+        """Checked before the types (which say the same), so that the error
+        says why in one message rather than one per branch of the union."""
+        if isinstance(v, str):
+            return _encodable(v, "the content")
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("the content holds no parts")
+            for i, part in enumerate(v):
+                if isinstance(part, dict) and isinstance(part.get("text"), str) and part["text"]:
+                    _encodable(part["text"], f"the text of part {i}")
+        return v
 
     def text(self) -> str:
         if isinstance(self.content, str):
@@ -79,16 +113,26 @@ class ChatCompletionRequest(_Sampling):
 
 
 class CompletionRequest(_Sampling):
-    prompt: str | list[str] = Field(..., description="the question (a list must hold exactly one string)")
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)] = Field(
+        ..., description="the question (a list must hold exactly one string)")
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _text_checks(cls, v):
+        """As ChatMessage's: one clear message before the union's types."""
+        if isinstance(v, str):
+            return _encodable(v, "the prompt")
+        if isinstance(v, list):
+            if len(v) != 1:
+                raise ValueError("send exactly one prompt per request")
+            if isinstance(v[0], str):
+                _encodable(v[0], "the prompt")
+        return v
 
     @field_validator("prompt")
     @classmethod
     def _one_prompt(cls, v):
-        if isinstance(v, list):
-            if len(v) != 1:
-                raise ValueError("send exactly one prompt per request")
-            return v[0]
-        return v
+        return v[0] if isinstance(v, list) else v
 
 
 # ---- responses ----
