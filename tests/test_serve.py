@@ -12,6 +12,7 @@ import threading
 import httpx
 import pytest
 
+from collm.answers.program import sandbox_problem
 from collm.backends.base import Backend
 from collm.backends.remote import UpstreamError, UpstreamTimeout
 from collm.errors import CollmError
@@ -20,6 +21,8 @@ from collm.serve import ServeConfig, create_app
 from collm.serve.budget import ThresholdPolicy, load_policy
 from collm.serve.limits import Limiter, Rejected, check_api_key
 from collm.types import Completion, Generation, PromptScore, Usage
+
+needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
 
 ANSWERS = ["42", "7", "42", "42", "9", "7", "42", "1"]  # sample j answers ANSWERS[j % 8]: 42 wins every n >= 1
 
@@ -195,6 +198,7 @@ def test_bad_input_gets_clear_4xx(body, status, needle):
     assert needle in r.json()["error"]["message"]
 
 
+@needs_sandbox
 def test_program_answers_when_the_operator_allows_them():
     class Coder(FakeBackend):
         def generate(self, prompts, n=1, **kw):

@@ -144,9 +144,13 @@ class Bank:
     def with_program_answers(self) -> "Bank":
         """Answered again where a sample's own Python prints a number (collm.answers.program)."""
         from collm.answers import get_task
+        from collm.answers.program import require_sandbox
 
         name = self.task_name
-        return self if name.endswith("+program") else self.reextract(get_task(name + "+program"))
+        if name.endswith("+program"):
+            return self
+        require_sandbox()  # refused here, not at the first sample with code
+        return self.reextract(get_task(name + "+program"))
 
     # ---- dense arrays for fast replay ----
     def arrays(self, k: int | None = None) -> dict:
