@@ -26,6 +26,10 @@ class Collm:
     def __init__(self, model: str | None = None, engine: str | None = None, *, backend=None, task: str = "gsm8k",
                  policy: str | None = None, max_tokens: int = 512, temperature: float = 0.8, top_p: float = 1.0,
                  top_k: int = DEFAULT_TOP_K, seed: int = 0):
+        if str(task).endswith("+program"):  # this task runs the samples' code: refuse before loading a model
+            from collm.answers.program import require_sandbox
+
+            require_sandbox()
         if backend is None:
             from collm.backends import load_backend
 

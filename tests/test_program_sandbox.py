@@ -252,3 +252,25 @@ def test_a_bwrap_that_cannot_make_namespaces_is_refused(tmp_path, monkeypatch):
     finally:
         monkeypatch.undo()
         program.sandbox_problem.cache_clear()
+
+
+@pytest.mark.parametrize("argv", [
+    ["ask", "What is 2 + 2?", "--execute-code"],
+    ["eval", "--bank", "no-such-bank.jsonl", "--execute-code"],
+    ["calibrate", "--bank", "no-such-bank.jsonl", "--policy", "uniform", "--budget", "4", "--out", "p.json",
+     "--execute-code"],
+    ["serve", "--execute-code"],
+])
+def test_without_bwrap_the_commands_refuse_before_any_model_work(argv, no_bwrap, monkeypatch, capsys):
+    import collm.backends
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(collm.backends, "load_backend", no_model)
+    from collm.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: program answers run in a bubblewrap sandbox") and "apt-get install bubblewrap" in err
+    assert len(err.strip().splitlines()) == 1

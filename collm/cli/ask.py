@@ -28,7 +28,7 @@ def add_parser(sub):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task", default="gsm8k", help="answer extractor/grader: gsm8k, number, math, choice")
     p.add_argument("--execute-code", action="store_true",
-                   help="where a solution writes Python, run it (contained subprocess, 2 s CPU) and answer with "
+                   help="where a solution writes Python, run it (in a bubblewrap sandbox, 2 s CPU) and answer with "
                         "the last number it prints (task NAME+program); off by default: the code runs on this machine")
     p.add_argument("--policy", default=None,
                    help="allocation policy JSON (default: the shipped policy for the model; 'none' for uniform), "

@@ -45,6 +45,10 @@ def run(args) -> int:
     from collm.bank.format import file_sha256
     from collm.errors import CollmError
 
+    if args.execute_code:  # refused before any work where the sandbox is missing
+        from collm.answers.program import require_sandbox
+
+        require_sandbox()
     bank = load_bank(args.bank)
     if args.execute_code:
         bank = bank.with_program_answers()

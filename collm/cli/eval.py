@@ -50,6 +50,10 @@ def run(args) -> int:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
         raise CollmError("--model-params must be a positive parameter count")
+    if args.execute_code:  # refused before any work where the sandbox is missing
+        from collm.answers.program import require_sandbox
+
+        require_sandbox()
     bank = merge_banks([load_bank(f) for f in args.bank])
     if args.execute_code:
         bank = bank.with_program_answers()

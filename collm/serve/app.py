@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collm.answers import get_task
+from collm.answers.program import require_sandbox
 from collm.backends.base import DEFAULT_TOP_K, Backend
 from collm.errors import CollmError
 from collm.prompts import DEFAULT_SYSTEM, Prompt
@@ -144,6 +145,8 @@ def chosen_completion(ans):
 
 def create_app(backend: Backend, config: ServeConfig | None = None, policy=None) -> FastAPI:
     cfg = config or ServeConfig()
+    if cfg.task.endswith("+program"):
+        require_sandbox()  # a server that would run the model's code refuses to start without the sandbox
     metrics = server_metrics()
     state: dict = {}
     lock = None if getattr(backend, "thread_safe", False) else threading.Lock()
