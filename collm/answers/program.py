@@ -44,12 +44,16 @@ or where bwrap cannot make its namespaces, program answers are refused with
 a CollmError naming the fix, never run unsandboxed; that is found once per
 process, by running a tiny program (sandbox_problem).
 
-Cost: the sandbox adds about 10 ms a program to the interpreter's own
-start-up (measured on two busy cores: 70 ms against 60 ms for a bare
-`python -I -c "print(1)"`, most of which is the virtual environment's .pth
-files), so answering a bank of ten thousand samples with code again takes
-minutes; results are cached by code. Running code stays off unless the
-operator asks for it (`--execute-code`); a server's clients cannot.
+Cost: the sandbox adds 10 to 35 ms a program to the interpreter's own
+start-up, measured on two shared cores: a paired median of 9 ms for
+`print(1)` (70 ms against 60 ms unsandboxed) while they were lightly
+loaded, 33 ms (214 against 181 ms) over the 793 distinct programs of
+bench/results/gsm8k_heldout_qwen05b_k16.jsonl while they were busy, with
+the same answer for every one of those programs. Answering a bank again
+thus costs minutes per ten thousand programs; results are cached by code.
+
+Running code stays off unless the operator asks for it (`--execute-code`);
+a server's clients cannot.
 """
 
 from __future__ import annotations
