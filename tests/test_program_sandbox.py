@@ -75,9 +75,12 @@ def test_the_old_limits_still_hold():
 
 @needs_sandbox
 def test_files_written_inside_vanish_after_the_run(marker):
-    assert run_program(f"open('{marker}', 'w').write('x')\nopen('/tmp/t-{marker}', 'w').write('x')").ok
-    r = run_program(f"import os\nprint(os.listdir('.'), os.listdir('/tmp'))  # {marker}")
-    assert r.ok and r.stdout.strip() == "[] []"
+    try:
+        assert run_program(f"open('{marker}', 'w').write('x')\nopen('/tmp/t-{marker}', 'w').write('x')").ok
+        r = run_program(f"import os\nprint(os.listdir('.'), os.listdir('/tmp'))  # {marker}")
+        assert r.ok and r.stdout.strip() == "[] []"
+    finally:
+        Path(f"/tmp/t-{marker}").unlink(missing_ok=True)  # where an unsandboxed run would have left it
 
 
 # ---- the escapes ----
