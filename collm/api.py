@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from collm.answers import get_task
+from collm.answers.program import require_sandbox
 from collm.backends import load_backend
 from collm.pipeline import params_for, plan_request, run_plan
 from collm.policies import ALLOCATION_KEY, STRATEGY_KEY, policy_for, policy_kind
@@ -33,6 +34,8 @@ class Collm:
 
     def __init__(self, model: str | None = None, engine: str | None = None, *, backend=None, task: str = "gsm8k",
                  policy: str | None = None, sampling: SamplingParams | None = None):
+        if str(task).endswith("+program"):  # this task runs the samples' code: refuse before loading a model
+            require_sandbox()
         if backend is None:
             backend = load_backend(model, engine)
         self.backend = backend

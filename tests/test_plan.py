@@ -8,8 +8,14 @@ import pytest
 
 from collm.cli import main
 from collm.errors import CollmError
-from collm.plan import (MatchedPlan, chinchilla_optimal, chinchilla_tokens, flops_matched_samples, parse_quantity,
-                        samples_with_prefix_sharing)
+from collm.plan import (
+    MatchedPlan,
+    chinchilla_optimal,
+    chinchilla_tokens,
+    flops_matched_samples,
+    parse_quantity,
+    samples_with_prefix_sharing,
+)
 
 SHARED_BANK = Path(__file__).resolve().parents[2] / "shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl"
 

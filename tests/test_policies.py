@@ -5,6 +5,8 @@ import json
 
 import numpy as np
 import pytest
+from allocation_helpers import random_bank
+from conftest import SHARED_BANK as SHARED
 
 from collm.allocation import BankView, get_policy, replay
 from collm.allocation.evaluate import cross_validate, policy_report
@@ -13,8 +15,6 @@ from collm.errors import CollmError
 from collm.policies import load_policy
 from collm.types import SamplingParams
 
-from allocation_helpers import random_bank
-from conftest import SHARED_BANK as SHARED
 KINDS = ["uniform", "early-stop", "schedule", "marginal"]
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from allocation_helpers import random_bank
 
 from collm.allocation import BankView, get_policy
 from collm.cli import main
 from collm.errors import CollmError
 from collm.policies import load_policy
-
-from allocation_helpers import random_bank
 
 
 def saved(tmp_path, kind="uniform", **fit):

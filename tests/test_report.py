@@ -11,9 +11,8 @@ import pytest
 from collm.bank import load_bank
 from collm.bank.format import Bank, BankProblem, BankSample
 from collm.cli import main
-from collm.report import EnergyModel, build_report
+from collm.report import EnergyModel, build_report, sources, tables
 from collm.report import fairness as fair
-from collm.report import sources, tables
 from collm.report.sources import Method
 
 SHARED_BANK = Path(__file__).resolve().parents[2] / "shared/banks/gsm8k_test_qwen25coder05b_k32_part1.jsonl"

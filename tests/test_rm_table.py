@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from rm_table import grading_agreement, load_rm_rows, problem_accuracy, rm_table, to_markdown
 
 

@@ -10,9 +10,9 @@ import json
 import math
 
 import pytest
+from conftest import FakeBackend
 
 from collm.answers import get_task
-from conftest import FakeBackend
 from collm.errors import CollmError
 from collm.prompts import Prompt
 from collm.strategies import STRATEGIES, get_strategy

@@ -14,12 +14,15 @@ import httpx
 import pytest
 
 from collm.allocation.thresholds import ThresholdPolicy
+from collm.answers.program import sandbox_problem
 from collm.backends.remote import UpstreamError, UpstreamTimeout
 from collm.errors import CollmError
 from collm.policies import load_policy
 from collm.prompts import as_prompt
 from collm.serve import ServeConfig, create_app
 from collm.serve.limits import Limiter, Rejected, check_api_key
+
+needs_sandbox = pytest.mark.skipif(sandbox_problem() is not None, reason=str(sandbox_problem()))
 
 ANSWERS = ["42", "7", "42", "42", "9", "7", "42", "1"]  # sample j answers ANSWERS[j % 8]: 42 wins every n >= 1
 
@@ -147,6 +150,7 @@ def test_bad_input_gets_clear_4xx(body, status, needle):
     assert needle in r.json()["error"]["message"]
 
 
+@needs_sandbox
 def test_program_answers_when_the_operator_allows_them():
     class Coder(FakeBackend):
         def reply(self, prompt, j, params):

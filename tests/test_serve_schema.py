@@ -17,9 +17,9 @@ from schemathesis.checks import (  # noqa: E402
     response_schema_conformance,
     status_code_conformance,
 )
+from test_serve import FakeBackend  # noqa: E402
 
 from collm.serve import ServeConfig, create_app  # noqa: E402
-from test_serve import FakeBackend  # noqa: E402
 
 app = create_app(FakeBackend(), ServeConfig(model_name="fake", default_n=2, max_n=8, max_tokens_limit=64))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

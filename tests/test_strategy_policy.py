@@ -9,12 +9,11 @@ import json
 
 import numpy as np
 import pytest
-
-from collm.errors import CollmError
-from collm.difficulty.bins import DifficultyBins
-from collm.strategies.select import StrategyPolicy, fit_strategy_policy
-
 from allocation_helpers import random_bank
+
+from collm.difficulty.bins import DifficultyBins
+from collm.errors import CollmError
+from collm.strategies.select import StrategyPolicy, fit_strategy_policy
 
 
 def _signals(rng, n):

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from collm.answers import TASKS, get_task
+from collm.answers.program import require_sandbox
 from collm.bank.schema import BankSchemaError, validate_header, validate_problem
 from collm.errors import CollmError
 from collm.verifiers.arithmetic import slips as count_slips
@@ -149,7 +150,10 @@ class Bank:
     def with_program_answers(self) -> "Bank":
         """Answered again where a sample's own Python prints a number (collm.answers.program)."""
         name = self.task_name
-        return self if name.endswith("+program") else self.reextract(get_task(name + "+program"))
+        if name.endswith("+program"):
+            return self
+        require_sandbox()  # refused here, not at the first sample with code
+        return self.reextract(get_task(name + "+program"))
 
     # ---- dense arrays for fast replay ----
     def arrays(self, k: int | None = None) -> dict:

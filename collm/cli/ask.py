@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.answers.program import require_sandbox
 from collm.api import Collm
 from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
 from collm.errors import CollmError
@@ -25,7 +26,7 @@ def add_parser(sub):
     add_sampling_args(p)
     p.add_argument("--task", default="gsm8k", help="answer extractor/grader: gsm8k, number, math, choice")
     p.add_argument("--execute-code", action="store_true",
-                   help="where a solution writes Python, run it (contained subprocess, 2 s CPU) and answer with "
+                   help="where a solution writes Python, run it (in a bubblewrap sandbox, 2 s CPU) and answer with "
                         "the last number it prints (task NAME+program); off by default: the code runs on this machine")
     p.add_argument("--policy", default=None,
                    help="allocation policy JSON (default: the shipped policy for the model; 'none' for no policy), "
@@ -55,6 +56,8 @@ def run(args) -> int:
     if args.strategy is None:
         strategy = None  # the pipeline decides: the policy, greedy or majority
     task = args.task + ("+program" if args.execute_code and not args.task.endswith("+program") else "")
+    if task.endswith("+program"):  # this task runs the samples' code: refuse before loading a model
+        require_sandbox()
     llm = Collm(backend=backend_from_args(args), task=task, policy=args.policy, sampling=params)
     ans = llm.ask([args.question], n=args.n, strategy=strategy, budget=args.budget, temperature=args.temperature,
                   **kwargs)[0]

@@ -22,6 +22,7 @@ import sys
 
 from collm.allocation import BankView, get_policy
 from collm.allocation.evaluate import compute_ratio, cross_validate, uniform_points
+from collm.answers.program import require_sandbox
 from collm.bank import load_bank
 from collm.bank.format import file_sha256
 from collm.budget import minimum_flops
@@ -63,6 +64,8 @@ def run(args) -> int:
     seeds = args.seeds if args.seeds is not None else (20 if args.strategies else 4)
     if seeds < 1 or args.splits < 1:
         raise CollmError("--seeds and --splits must be at least 1")
+    if args.execute_code:  # refused before any work where the sandbox is missing
+        require_sandbox()
     bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
     if args.execute_code:
         bank = bank.with_program_answers()

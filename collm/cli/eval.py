@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 
+from collm.answers.program import require_sandbox
 from collm.bank.evaluate import cost_to_reach, evaluate
 from collm.bank.format import load_bank, merge_banks
 from collm.cli.options import add_allow_ragged
@@ -50,6 +51,8 @@ def run(args) -> int:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
         raise CollmError("--model-params must be a positive parameter count")
+    if args.execute_code:  # refused before any work where the sandbox is missing
+        require_sandbox()
     bank = merge_banks([load_bank(f, allow_ragged=args.allow_ragged) for f in args.bank])
     if args.execute_code:
         bank = bank.with_program_answers()

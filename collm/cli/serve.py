@@ -160,6 +160,10 @@ def run(args) -> int:
     _validate(args)
 
     get_task(task_name(args))
+    if task_name(args).endswith("+program"):
+        from collm.answers.program import require_sandbox
+
+        require_sandbox()  # refuse to start, before the model loads, rather than fail per request
     backend, policy, cfg = build(args)
     import uvicorn
 

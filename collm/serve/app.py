@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from collm.answers.program import require_sandbox
 from collm.backends.base import Backend
 from collm.errors import CollmError
 from collm.prompts import Prompt
@@ -174,6 +175,8 @@ async def handle(server: Server, request: Request, body: S._Sampling, prompt: Pr
 
 def create_app(backend: Backend, config: ServeConfig | None = None, policy=None) -> FastAPI:
     cfg = config or ServeConfig()
+    if cfg.task.endswith("+program"):
+        require_sandbox()  # a server that would run the model's code refuses to start without the sandbox
     server = Server(backend, cfg, policy, server_metrics())
 
     @contextlib.asynccontextmanager
