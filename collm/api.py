@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from collm import backends
 from collm.answers import get_task
 from collm.answers.program import require_sandbox
-from collm.backends import load_backend
 from collm.pipeline import params_for, plan_request, run_plan
 from collm.policies import ALLOCATION_KEY, STRATEGY_KEY, policy_for, policy_kind
 from collm.prompts import Prompt, as_prompt
@@ -37,7 +37,7 @@ class Collm:
         if str(task).endswith("+program"):  # this task runs the samples' code: refuse before loading a model
             require_sandbox()
         if backend is None:
-            backend = load_backend(model, engine)
+            backend = backends.load_backend(model, engine)
         self.backend = backend
         self.task = get_task(task)
         self.policy_spec = policy or "default"

@@ -90,23 +90,30 @@ def sampling(params: "SamplingParams | None" = None, **changes) -> SamplingParam
 
 @dataclass
 class Usage:
-    """Compute spent: tokens and FLOPs (2 x parameters x processed tokens)."""
+    """Compute spent: tokens and FLOPs (2 x parameters x processed tokens).
+
+    prompt_tokens are the prompt tokens prefilled (computed); cached_tokens
+    those an engine found already in its KV cache (a prompt kept from an
+    earlier call), which cost no FLOPs."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     flops: float = 0.0
+    cached_tokens: int = 0
 
     def __add__(self, other: "Usage") -> "Usage":
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.flops + other.flops,
+            self.cached_tokens + other.cached_tokens,
         )
 
     def __iadd__(self, other: "Usage") -> "Usage":
         self.prompt_tokens += other.prompt_tokens
         self.completion_tokens += other.completion_tokens
         self.flops += other.flops
+        self.cached_tokens += other.cached_tokens
         return self
 
     @property
@@ -114,11 +121,10 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "flops": self.flops,
-        }
+        d = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens, "flops": self.flops}
+        if self.cached_tokens:
+            d["cached_tokens"] = self.cached_tokens
+        return d
 
 
 @dataclass

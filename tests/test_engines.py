@@ -58,16 +58,24 @@ def test_seed_reproduces_and_n_completions(engine):
 
 def test_prompts_batched_together_decode_as_they_would_alone(engine):
     """One call over several prompts (partial answers of one question share
-    their prefix, as search sends them) gives each prompt exactly what a call
-    of its own gives, greedily: no cross-talk between their KV sequences."""
+    their prefix, as search sends them) gives each prompt what a call of its
+    own gives, greedily: no cross-talk between their KV sequences. (Each alone
+    from an empty cache: llama.cpp's numbers move by up to ~0.05 nats with
+    where a sequence's cells lie among others' in the shared KV cache, as it
+    quantizes activations to 8 bits; the greedy text does not.)"""
     base = Prompt(QUESTIONS[1])
     prompts = [base.continued("Tom starts with 3 apples."), base.continued("First, "), Prompt(QUESTIONS[0]), base]
     together = engine.generate(prompts, n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=12, seed=None))
-    alone = [engine.generate([p], n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=12, seed=None))[0] for p in prompts]
+    clear = getattr(engine, "clear_cache", lambda: None)
+    alone = [(clear(), engine.generate([p], n=2, params=SamplingParams(temperature=0.0, top_k=0, max_tokens=12,
+                                                                     seed=None))[0])[1] for p in prompts]
     for t, a in zip(together, alone):
         assert [c.text for c in t.completions] == [c.text for c in a.completions]
-        assert t.usage == a.usage
-        assert [round(x, 3) for x in t.completions[0].token_logprobs] == [round(x, 3) for x in a.completions[0].token_logprobs]
+        # the same tokens; a prompt kept in the llama.cpp engine's cache is not prefilled again
+        assert t.usage.completion_tokens == a.usage.completion_tokens
+        assert t.usage.prompt_tokens + t.usage.cached_tokens == a.usage.prompt_tokens + a.usage.cached_tokens
+        assert t.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * (t.usage.prompt_tokens + t.usage.completion_tokens))
+        assert t.completions[0].token_logprobs == pytest.approx(a.completions[0].token_logprobs, abs=0.05)
 
 
 def test_completion_fields_and_usage_arithmetic(engine):
@@ -81,9 +89,10 @@ def test_completion_fields_and_usage_arithmetic(engine):
             assert c.finish_reason in ("stop", "length")
             assert c.finish_reason == "stop" or c.tokens == 6
         done = sum(c.tokens for c in g.completions)
-        assert g.usage.prompt_tokens == len(ids)  # the shared prefill counted once
+        # the shared prefill counted once (or not at all, when a cached prompt needed none)
+        assert g.usage.prompt_tokens + g.usage.cached_tokens == len(ids)
         assert g.usage.completion_tokens == done
-        assert g.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * (len(ids) + done))
+        assert g.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * (g.usage.prompt_tokens + done))
 
 
 def test_length_cut_and_greedy_copies(engine):
@@ -122,11 +131,15 @@ def test_score_prompt(engine):
         assert all(math.isfinite(x) and x <= 1e-4 for x in sc.logprobs[1:])
         assert len(sc.q_entropy) == span[1] - span[0]
         assert max(sc.q_entropy) > 0.1  # a question is not predictable
-        assert sc.usage.prompt_tokens == len(ids) and sc.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * len(ids))
+        assert sc.usage.prompt_tokens + sc.usage.cached_tokens == len(ids)
+        assert sc.usage.flops == pytest.approx(2 * SMOLLM2_PARAMS * sc.usage.prompt_tokens)
 
 
 def test_score_then_generate_agree(engine):
-    """The log-prob of the first sampled token equals score_prompt's for the same sequence."""
+    """The log-prob of the first sampled token equals score_prompt's for the same sequence
+    (from an empty cache: llama.cpp's numbers move by ~0.01 nats with where a
+    sequence's cells lie among others')."""
+    getattr(engine, "clear_cache", lambda: None)()
     c = engine.generate([QUESTIONS[0]], params=SamplingParams(temperature=0.0, top_k=0, max_tokens=2, seed=None))[0].completions[0]
     full = Prompt(QUESTIONS[0], assistant_prefix=c.text)
     sc = engine.score_prompt([full])[0]
@@ -160,7 +173,7 @@ def test_text_utf8_cannot_carry_is_a_collm_error(engine):
     with pytest.raises(CollmError, match="cannot be encoded as UTF-8"):
         engine.encode(Prompt("hi \ud800"))
     with pytest.raises(CollmError, match="the question cannot be encoded as UTF-8"):
-        engine.generate(["hi \ud800"], max_tokens=4)
+        engine.generate(["hi \ud800"], 1, SamplingParams(max_tokens=4))
     with pytest.raises(CollmError, match="the system message cannot be encoded as UTF-8"):
         engine.score_prompt([Prompt("hi", system="\udfff")])
 

@@ -32,7 +32,7 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
     s = LiveSampler(backend, prompts, task, params, max_per_prompt=max_samples)
     if budget is not None:
         s.budget = make_budget(s.P, s.prompt_tokens, s.params, params.max_tokens, samples=budget)
-    policy.run(s)
+    s.run(policy)
     out = []
     for j in range(s.P):
         key = policy.answer(s.draws[j])

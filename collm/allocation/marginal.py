@@ -63,6 +63,9 @@ class Marginal(Policy):
         prior_tokens: Annotated[Number, Field(ge=0)] = 2.0
         aggregate: Literal["learned", "majority"] = "learned"
         answer_form: Literal["auto", "nonneg_int"] | None = "auto"
+        # how far a prompt that goes on steps: to the next grid point ("next", the most
+        # adaptive), or to the grid point of best gain per sample ("best": fewer rounds live)
+        step: Literal["next", "best"] = "next"
 
     @property
     def form(self):
@@ -176,13 +179,16 @@ class Marginal(Policy):
             p = sigmoid(W[a] @ x)  # [G]: p(m -> grid[b])
             top = min(n_max, m + int(left[j]))
             cost = (sum(d.tokens for d in ds) + self.params["prior_tokens"] * tbar) / (m + self.params["prior_tokens"]) / tbar
+            best = None
             for b in range(a + 1, len(grid)):
                 if grid[b] > top:
                     break
                 g = (p[b] - p[a]) / ((grid[b] - m) * cost)
                 if g > ratio[r]:
-                    ratio[r] = g
+                    ratio[r], best = g, grid[b]
             nxt = next((g for g in grid if g > m), m + 1)
+            if self.params["step"] == "best" and best is not None:
+                nxt = best
             step[r] = max(0, min(nxt, top) - m)
             cache[j] = (m, ratio[r], step[r])
         return ratio, step

@@ -22,7 +22,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from collm.backends.base import Backend
+from collm.backends.base import Backend, encode_prompt, find_stop
 from collm.errors import CollmError
 from collm.models import resolve
 
@@ -89,25 +89,6 @@ def load_backend(model: str | None = None, engine: str | None = None, device: st
     if why is not None:
         raise CollmError(why)
     return e.load(resolved, device, **kwargs)
-
-
-def find_stop(text: str, stop) -> tuple[int, str | None]:
-    """(index, stop string) of the earliest stop string in text, or (-1, None)."""
-    hits = [(i, s) for s, i in ((s, text.find(s)) for s in stop or () if s) if i >= 0]
-    return min(hits, key=lambda h: h[0]) if hits else (-1, None)
-
-
-def encode_prompt(template, prompt, tokenize, bos: int | None = None) -> tuple[list[int], tuple[int, int]]:
-    """Token ids of a templated prompt and the span of the question's own tokens.
-
-    The three pieces of ChatTemplate.split are tokenized separately and
-    concatenated, so the span is exact. tokenize(text, special) -> ids; special
-    is False for the question: a user's text never becomes control tokens.
-    """
-    before, question, after = template.split(prompt)
-    head = ([bos] if bos is not None else []) + tokenize(before, True)
-    q = tokenize(question, False)
-    return head + q + tokenize(after, True), (len(head), len(head) + len(q))
 
 
 # ---- the two embedded engines ----

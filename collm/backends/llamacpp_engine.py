@@ -2,44 +2,40 @@
 
 On a CPU it runs these quantized GGUF models about 4x faster per stream than
 transformers. llama-cpp-python's high-level API decodes one stream; this
-engine drives llama.cpp's own batch API instead, so the n samples of a
-prompt decode together:
-
-  - the prompt is prefilled once into sequence 0 of a unified KV cache
-    (consecutive prompts reuse their common prefix: the chat template's
-    system turn);
-  - sequences 1..n-1 share those cells (llama_memory_seq_cp copies no data);
-  - every step decodes one token of each unfinished sample in one batch;
-    finished samples leave the batch; afterwards the samples' cells are freed;
-  - several prompts of one call decode together too, while their samples fit
-    in max_seqs sequences and the KV cells: each prompt is prefilled into its
-    own sequence, sharing the cells of its longest common prefix with a prompt
-    already there (search calls send many partial answers of one question),
-    and one batch carries a token of every live sample of every prompt.
+engine drives llama.cpp's own batch API instead, through a scheduler
+(collm.backends.llamacpp_scheduler) that batches continuously: every live
+sample of every call, from any thread, decodes in one batch per step, new
+calls join at the next step, a prompt is prefilled once and kept in the KV
+cache for later calls, and prompts share the cells of their common prefix.
 
 Sampling, per-token log-probs (of the raw model: log-softmax of the
 unprocessed logits) and prompt entropies are computed in numpy from
-llama.cpp's logits, with a numpy Generator seeded per call: a seed reproduces.
+llama.cpp's logits, each sample from its own seeded stream
+(collm.backends.seeding): a seed reproduces, whatever the batching.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
-from collm.backends import encode_prompt, find_stop, seeding
-from collm.backends.base import Backend
+from collm.backends import seeding
+from collm.backends.base import Backend, encode_prompt, find_stop
+from collm.backends.llamacpp_scheduler import Job, Scheduler
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, resolve
 from collm.prompts import ChatTemplate, Prompt, to_utf8
-from collm.types import Completion, Generation, PromptScore, SamplingParams, Usage
+from collm.types import Completion, Generation, PromptScore, SamplingParams
 
-DEFAULT_CONTEXT = 8192  # KV cells, shared by a prompt and its samples; capped by the trained context
-MAX_SEQS = 64  # samples decoded together
+DEFAULT_CONTEXT = 8192  # the longest prompt + answer of one sample, capped by the trained context
+DEFAULT_CELLS = 32768  # KV cells shared by every prompt kept in the cache and every live sample
+MAX_ROWS = 64  # samples decoded together
+MAX_SEQS = 128  # llama.cpp sequences: live samples and the prompts kept in the cache
 
 
 def cpu_count() -> int:
@@ -86,14 +82,19 @@ def busy_cores(window_s: float = 0.25) -> int:
 
 
 class LlamaCppEngine(Backend):
-    """llama-cpp-python engine (CPU). n_threads: see default_threads();
-    max_seqs: samples decoded together (a prompt's n samples go in groups of it)."""
+    """llama-cpp-python engine (CPU). n_threads: see default_threads(); n_ctx:
+    the longest prompt + answer of one sample; n_cells: the KV cache shared by
+    every live sample and every cached prompt; max_rows: samples decoded
+    together. Thread-safe: concurrent calls are batched together."""
 
     name = "llamacpp"
     tokenizes = True
+    thread_safe = True  # calls from many threads join one continuous batch
+    supports_cancel = True  # generate/score_prompt take cancel=threading.Event
 
     def __init__(self, model: ResolvedModel | str | None = None, n_ctx: int | None = None,
-                 n_threads: int | None = None, n_batch: int = 512, max_seqs: int = MAX_SEQS):
+                 n_threads: int | None = None, n_batch: int = 512, max_rows: int = MAX_ROWS,
+                 n_cells: int | None = None, max_seqs: int = MAX_SEQS):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -112,13 +113,16 @@ class LlamaCppEngine(Backend):
         llm = self.llm
         trained = int(llama_cpp.llama_model_n_ctx_train(llm.model))
         self.context_length = min(trained, n_ctx or DEFAULT_CONTEXT)
-        self.max_seqs = max(1, min(max_seqs, llama_cpp.llama_max_parallel_sequences()))
-        self.n_batch = max(n_batch, self.max_seqs)
+        self.n_seq_max = max(2, min(max_seqs, llama_cpp.llama_max_parallel_sequences()))
+        self.max_rows = max(1, min(max_rows, self.n_seq_max - 1))
+        self.n_batch = max(n_batch, self.max_rows + 64)
+        # no more cells than the trained context: llama.cpp warns past it (positions never get there)
+        self.n_cells = max(n_cells or min(DEFAULT_CELLS, trained), self.context_length)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.context_length
+        params.n_ctx = self.n_cells
         params.n_batch = params.n_ubatch = self.n_batch
         params.n_threads = params.n_threads_batch = threads
-        params.n_seq_max = self.max_seqs
+        params.n_seq_max = self.n_seq_max
         params.kv_unified = True  # the samples share their prompt's cells
         try:
             self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
@@ -126,7 +130,6 @@ class LlamaCppEngine(Backend):
             raise CollmError(f"llama.cpp cannot create a context for {self.resolved.path}: {e}") from e
         self._batch = _internals.LlamaBatch(n_tokens=self.n_batch, embd=0, n_seq_max=1, verbose=False)
         self._mem = llama_cpp.llama_get_memory(self._ctx.ctx)
-        self._cached: list[int] = []  # the tokens whose cells sequence 0 holds
 
         self.model_id = self.resolved.model_id
         self.params = self.resolved.params or int(llama_cpp.llama_model_n_params(llm.model))
@@ -137,6 +140,7 @@ class LlamaCppEngine(Backend):
         self.bos = llm.token_bos() if adds_bos and llm.token_bos() >= 0 else None
         piece = lambda t: self.detokenize([t]) if t >= 0 else ""  # noqa: E731
         self.template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"), piece(llm.token_bos()), piece(llm.token_eos()))
+        self._sched = Scheduler(self, self.n_cells, self.max_rows, self.n_seq_max)
 
     # ---- tokens
     def _tokenize(self, text: str, special: bool) -> list[int]:
@@ -169,121 +173,32 @@ class LlamaCppEngine(Backend):
     def _seq_rm(self, seq: int, p0: int) -> None:
         self._lib.llama_memory_seq_rm(self._mem, seq, p0, -1)
 
-    def _prefill(self, ids: list[int]) -> np.ndarray:
-        """Bring sequence 0 to exactly `ids`, reusing the cached common prefix; the last logits."""
-        same = min(_common_prefix(self._cached, ids), len(ids) - 1)  # decode at least one token, for its logits
-        self._seq_rm(0, same)
-        self._cached = list(ids[:same])
-        for i in range(same, len(ids), self.n_batch):
-            part = ids[i:i + self.n_batch]
-            last = [False] * len(part)
-            last[-1] = True
-            self._decode(part, range(i, i + len(part)), [0] * len(part), last)
-            self._cached.extend(part)
-        return self._rows(1)[0].copy()
+    def _seq_cp(self, src: int, dst: int, p0: int, p1: int) -> None:
+        self._lib.llama_memory_seq_cp(self._mem, src, dst, p0, p1)
+
+    def _clear_memory(self) -> None:
+        self._lib.llama_memory_clear(self._mem, True)
 
     # ---- generate
     def generate(self, prompts: Sequence[Prompt | str], n: int = 1, params: SamplingParams | None = None, *,
-                 offsets: Sequence[int] | None = None) -> list[Generation]:
+                 offsets: Sequence[int] | None = None, cancel: threading.Event | None = None) -> list[Generation]:
         prompts, params = self.check_request(prompts, n, params)
-        temperature, top_p, top_k, max_tokens = params.temperature, params.top_p, params.top_k, params.max_tokens
-        seed, stop = params.seed, list(params.stop)
-        enc = [ids for ids, _ in self.encode_checked(prompts, max_tokens)]
+        enc = [ids for ids, _ in self.encode_checked(prompts, params.max_tokens)]
         first = seeding.firsts(offsets, len(enc))
-        rows = 1 if temperature == 0 else n  # greedy: the n samples are one
-
-        def rngs(j, a, b):  # the streams of samples a .. b-1 of prompt j (collm.backends.seeding)
-            return [None] * (b - a) if temperature == 0 else seeding.streams(seed, enc[j], first[j] + a, b - a)
-
-        comps: list[list[Completion]] = []
-        i = 0
-        while i < len(enc):
-            group, cells = [i], len(enc[i]) + rows * max_tokens
-            while (i + len(group) < len(enc) and (len(group) + 1) * rows <= self.max_seqs
-                   and cells + len(enc[i + len(group)]) + rows * max_tokens <= self.context_length):
-                cells += len(enc[i + len(group)]) + rows * max_tokens
-                group.append(i + len(group))
-            if rows <= self.max_seqs and cells <= self.context_length:
-                comps += self._sample([enc[j] for j in group], rows, temperature, top_p, top_k, max_tokens,
-                                      [g for j in group for g in rngs(j, 0, rows)], stop)
-            else:  # one prompt whose samples do not fit at once: in groups, as many as the free cells hold
-                ids = enc[i]
-                per = max(1, min(self.max_seqs, (self.context_length - len(ids)) // max_tokens))
-                got = []
-                for k in range(0, rows, per):
-                    m = min(per, rows - k)
-                    got += self._sample([ids], m, temperature, top_p, top_k, max_tokens, rngs(i, k, k + m), stop)[0]
-                comps.append(got)
-            i += len(group)
+        rows = 1 if params.greedy else n  # greedy: the n samples are one, copied
+        rngs = [[None] * rows if params.greedy else seeding.streams(params.seed, ids, f, rows)
+                for ids, f in zip(enc, first)]
+        job = self._sched.run(Job("generate", enc, n, params, rngs, cancel))
         out = []
-        for ids, cs in zip(enc, comps):
-            if temperature == 0:
+        for ids, cs, pre in zip(enc, job.out, job.prefilled):
+            if params.greedy:
                 one = cs[0]
                 cs = [Completion(one.text, one.tokens, one.logprob, list(one.token_logprobs), one.finish_reason,
                                  stop_reason=one.stop_reason) for _ in range(n)]
-            out.append(Generation(cs, usage_for(self.params, len(ids), [c.tokens for c in cs])))
+            u = usage_for(self.params, pre, [c.tokens for c in cs])
+            u.cached_tokens = len(ids) - pre  # found in the KV cache: no FLOPs
+            out.append(Generation(cs, u))
         return out
-
-    def _prefill_into(self, seq: int, ids: list[int], donors: list[tuple[int, list[int]]]) -> np.ndarray:
-        """Prefill `ids` into sequence `seq` (empty), sharing the cells of the
-        longest common prefix with a donor sequence that holds its prompt; the last logits."""
-        same, src = 0, None
-        for dseq, dids in donors:
-            c = _common_prefix(dids, ids)
-            if c > same:
-                same, src = c, dseq
-        same = min(same, len(ids) - 1)  # decode at least one token, for its logits
-        if src is not None and same > 0:
-            self._lib.llama_memory_seq_cp(self._mem, src, seq, 0, same)
-        for i in range(same, len(ids), self.n_batch):
-            part = ids[i:i + self.n_batch]
-            last = [False] * len(part)
-            last[-1] = True
-            self._decode(part, range(i, i + len(part)), [seq] * len(part), last)
-        return self._rows(1)[0].copy()
-
-    def _sample(self, prompts: list[list[int]], rows, temperature, top_p, top_k, max_tokens, rngs, stop) -> list[list[Completion]]:
-        """Decode `rows` samples of each prompt together, all prompts in one batch
-        per step. Prompt j's samples are sequences j*rows .. j*rows + rows-1; the
-        first prompt is sequence 0 (its prefix cached across calls). rngs[s] is
-        sequence s's own random stream (None when greedy)."""
-        eos = self.eos_ids
-        firsts = [self._prefill(prompts[0])]
-        for j in range(1, len(prompts)):
-            firsts.append(self._prefill_into(j * rows, prompts[j], [(k * rows, prompts[k]) for k in range(j)]))
-        for j in range(len(prompts)):
-            for r in range(1, rows):
-                self._lib.llama_memory_seq_cp(self._mem, j * rows, j * rows + r, -1, -1)
-        total = len(prompts) * rows
-        toks = [[] for _ in range(total)]
-        lps = [[] for _ in range(total)]
-        finish = ["length"] * total
-        start = [len(prompts[s // rows]) for s in range(total)]  # position of each sequence's first new token
-        live = list(range(total))  # sequence id = row
-        logits = np.stack([firsts[s // rows] for s in live])
-        try:
-            for step in range(max_tokens):
-                picked, lp = _pick(logits, temperature, top_p, [rngs[r] for r in live], top_k)
-                keep = []
-                for k, r in enumerate(live):
-                    t = int(picked[k])
-                    toks[r].append(t)
-                    lps[r].append(float(lp[k]))
-                    if t in eos or (stop and find_stop(self.detokenize(toks[r][-24:]), stop)[0] >= 0):
-                        finish[r] = "stop"
-                    else:
-                        keep.append(k)
-                if not keep or step == max_tokens - 1:
-                    break
-                live = [live[k] for k in keep]
-                self._decode([toks[r][-1] for r in live], [start[r] + step for r in live], live, True)
-                logits = self._rows(len(live))
-        finally:  # free the samples' cells; sequence 0 goes back to the first prompt
-            for s in range(1, total):
-                self._seq_rm(s, 0)
-            self._seq_rm(0, len(prompts[0]))
-        done = [self._completion(toks[r], lps[r], finish[r], stop) for r in range(total)]
-        return [done[j * rows:(j + 1) * rows] for j in range(len(prompts))]
 
     def _completion(self, toks, lps, finish, stop) -> Completion:
         body = toks[:-1] if toks and toks[-1] in self.eos_ids else toks
@@ -297,82 +212,25 @@ class LlamaCppEngine(Backend):
                           stop_reason=matched)
 
     # ---- score_prompt
-    def score_prompt(self, prompts: Sequence[Prompt | str]) -> list[PromptScore]:
+    def score_prompt(self, prompts: Sequence[Prompt | str], cancel: threading.Event | None = None) -> list[PromptScore]:
         prompts, _ = self.check_request(prompts, 1, SamplingParams(max_tokens=1))
-        return [self._score(ids, span) for ids, span in self.encode_checked(prompts, 0)]
+        enc = self.encode_checked(prompts, 0)
+        job = self._sched.run(Job("score", [ids for ids, _ in enc], cancel=cancel))
+        out = []
+        for (ids, span), (ent, lps), pre in zip(enc, job.out, job.prefilled):
+            u = usage_for(self.params, pre, 0)
+            u.cached_tokens = len(ids) - pre
+            out.append(PromptScore(list(ids), list(ent), list(lps), span, u))
+        return out
 
-    def _score(self, ids: list[int], span: tuple[int, int]) -> PromptScore:
-        V = self.n_vocab
-        chunk = max(1, min(self.n_batch, (1 << 25) // V))  # keeps the logits block near 128 MB
-        ent, lps = [None], [None]
-        self._seq_rm(0, 0)
-        self._cached = []
-        for i in range(0, len(ids), chunk):
-            part = ids[i:i + chunk]
-            self._decode(part, range(i, i + len(part)), [0] * len(part), True)
-            self._cached.extend(part)
-            nxt = ids[i + 1:i + len(part) + 1]  # the token each row predicts
-            if nxt:
-                logp = _log_softmax(self._rows(len(part))[: len(nxt)])
-                ent.extend(np.maximum(-(np.exp(logp) * logp).sum(1), 0.0).tolist())
-                lps.extend(logp[np.arange(len(nxt)), nxt].tolist())
-        return PromptScore(list(ids), ent, lps, span, Usage(len(ids), 0, 2.0 * self.params * len(ids)))
+    def clear_cache(self) -> None:
+        """Forget the prompts kept in the KV cache (the next calls prefill afresh)."""
+        self._sched.run(Job("clear", []))
 
     def close(self) -> None:
         if getattr(self, "llm", None) is not None:
+            self._sched.close()
             self._batch.close()
             self._ctx.close()
             self.llm.close()
             self.llm = None
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """How many leading tokens a and b share."""
-    m = min(len(a), len(b))
-    diff = np.flatnonzero(np.asarray(a[:m], dtype=np.int64) != np.asarray(b[:m], dtype=np.int64))
-    return int(diff[0]) if len(diff) else m
-
-
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    z = x - x.max(-1, keepdims=True)
-    return z - np.log(np.exp(z).sum(-1, keepdims=True))
-
-
-def _pick(logits: np.ndarray, temperature: float, top_p: float, rngs, top_k: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """One token per row (argmax at temperature 0) and its log-prob under the raw
-    model; row k draws from its own stream rngs[k]. top_k > 0 keeps each row's
-    k most likely tokens before top_p."""
-    mx = logits.max(1, keepdims=True)
-    z = np.exp(logits - mx)
-    lse = mx[:, 0] + np.log(z.sum(1))
-    if temperature == 0:
-        tok = logits.argmax(1)
-    elif 0 < top_k < logits.shape[1]:  # draw among each row's k most likely tokens only
-        head = np.argpartition(logits, -int(top_k), axis=1)[:, -int(top_k):]
-        w = np.exp((np.take_along_axis(logits, head, 1) - mx) / temperature)
-        tok = np.take_along_axis(head, np.array([[_draw(row, top_p, g)] for row, g in zip(w, rngs)]), 1)[:, 0]
-    else:
-        if temperature != 1.0:
-            z = np.exp((logits - mx) / temperature)
-        tok = np.array([_draw(row, top_p, g) for row, g in zip(z, rngs)])
-    return tok, logits[np.arange(len(tok)), tok] - lse
-
-
-def _draw(z: np.ndarray, top_p: float, rng) -> int:
-    """A draw from unnormalised weights z; with top_p < 1, from the smallest set
-    of most likely tokens whose mass reaches top_p (found by a growing partial sort)."""
-    if top_p >= 1.0:
-        c = np.cumsum(z, dtype=np.float64)
-        return min(int(np.searchsorted(c, rng.random() * c[-1], side="right")), len(z) - 1)
-    total = float(z.sum())
-    k = 64
-    while True:
-        k = min(k, len(z))
-        head = np.argpartition(-z, k - 1)[:k] if k < len(z) else np.arange(len(z))
-        head = head[np.argsort(-z[head], kind="stable")]
-        c = np.cumsum(z[head], dtype=np.float64)
-        if c[-1] >= top_p * total or k == len(z):
-            keep = min(int(np.searchsorted(c, top_p * total, side="left")) + 1, k)
-            j = int(np.searchsorted(c[:keep], rng.random() * c[keep - 1], side="right"))
-            return int(head[min(j, keep - 1)])
-        k *= 4

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from collm.backends import encode_prompt, find_stop, seeding
-from collm.backends.base import Backend
+from collm.backends import seeding
+from collm.backends.base import Backend, encode_prompt, find_stop
 from collm.errors import CollmError
 from collm.flops import usage_for
 from collm.models import ResolvedModel, cache_dir, resolve

@@ -2,7 +2,11 @@
 uniform majority-vote curves with 95% bootstrap intervals, greedy accuracy,
 pass@k coverage, Snell et al.'s five difficulty bins and the oracle
 per-problem frontier (the upper bound for any per-problem allocation);
-with --policy, how allocation policies do on the same draws."""
+with --policy, how allocation policies do on the same draws.
+
+`collm eval --live --model M --dataset D --out FILE [--policy P --budget B | --uniform N]`:
+real questions answered live, with accuracy, cost, wall time and latency
+(collm.cli.live)."""
 
 from __future__ import annotations
 
@@ -12,13 +16,14 @@ import sys
 from collm.answers.program import require_sandbox
 from collm.bank.evaluate import cost_to_reach, evaluate
 from collm.bank.format import load_bank, merge_banks
-from collm.cli.options import add_allow_ragged
+from collm.cli import live
+from collm.cli.options import add_allow_ragged, add_model_args, add_sampling_args, backend_from_args
 from collm.errors import CollmError
 
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a sample bank (curves, bins, oracle, policies)", description=__doc__)
-    p.add_argument("--bank", action="append", required=True, metavar="FILE",
+    p.add_argument("--bank", action="append", default=[], metavar="FILE",
                    help="bank file (JSONL); repeat to join parts of one model's bank")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="draw accuracy against samples and FLOPs")
@@ -33,6 +38,21 @@ def add_parser(sub):
                    help="answer each sample with what its own Python prints, where it has code (needs a bank "
                         "built with --keep-text; runs the code here)")
     add_allow_ragged(p)
+    live = p.add_argument_group("live (--live): answer real questions with a live model")
+    live.add_argument("--live", action="store_true", help="answer the dataset's questions live instead of replaying a bank")
+    add_model_args(live)
+    live.add_argument("--dataset", default=None, help="dataset name (gsm8k, ...) or your own .jsonl/.csv file")
+    live.add_argument("--split", default="test")
+    live.add_argument("--offset", type=int, default=0, help="first dataset row")
+    live.add_argument("--limit", type=int, default=None, help="number of questions (default: all)")
+    live.add_argument("--task", default=None, help="answer task (default: the dataset's)")
+    live.add_argument("--system", default=None, help="system message (default: reason step by step, answer in \\boxed{})")
+    live.add_argument("--budget", type=float, default=None, help="most generations any question may get (default: the policy's own)")
+    live.add_argument("--uniform", type=int, default=None, metavar="N", help="uniform best-of-N instead of a policy")
+    live.add_argument("--concurrency", type=int, default=8, help="questions answered at once (default 8)")
+    live.add_argument("--out", default=None, help="results file (JSONL, one line per question; resumed when it exists)")
+    live.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_sampling_args(p)  # live only
     return p
 
 
@@ -47,6 +67,10 @@ def _ks(text: str) -> list[int]:
 
 
 def run(args) -> int:
+    if args.live:
+        return run_live(args)
+    if not args.bank:
+        raise CollmError("give --bank FILE (a sample bank to replay), or --live with --model and --dataset")
     if args.seeds < 1:
         raise CollmError(f"--seeds must be at least 1 (got {args.seeds})")
     if args.model_params is not None and args.model_params < 1:
@@ -134,6 +158,25 @@ def table(res: dict) -> str:
         lines.append("policy " + (pol.get("name") or pol.get("path") or "") + ": "
                      + ", ".join(f"{k} {_fmt(v)}" for k, v in pol.items() if not isinstance(v, (dict, list)) and k != "name"))
     return "\n".join(lines)
+
+
+def run_live(args) -> int:
+    if args.bank:
+        raise CollmError("--live answers questions with a model: it takes no --bank")
+    if not args.dataset or not args.out:
+        raise CollmError("--live needs --dataset (a name or a file) and --out (the results file)")
+    if len(args.policy) > 1:
+        raise CollmError("--live evaluates one --policy at a time")
+    args.policy = args.policy[0] if args.policy else None
+    if args.execute_code:
+        require_sandbox()
+        args.task = (args.task or "gsm8k") + ("" if (args.task or "").endswith("+program") else "+program")
+    problems = live.check(args)
+    backend = backend_from_args(args)
+    try:
+        return live.run(args, backend, problems)
+    finally:
+        backend.close()
 
 
 def _fmt(v) -> str:

@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-from collm.backends import ENGINES, load_backend
+from collm import backends
 from collm.errors import CollmError
 from collm.types import DEFAULT_MAX_TOKENS, DEFAULT_TEMPERATURE, DEFAULT_TOP_K, SamplingParams
 
 
 def engines() -> list[str]:
-    return list(ENGINES)
+    return list(backends.ENGINES)
 
 
 def add_model_args(p, required: bool = False) -> None:
@@ -58,4 +58,4 @@ def add_allow_ragged(p) -> None:
 def backend_from_args(args):
     """The embedded model --model/--engine name."""
 
-    return load_backend(args.model, args.engine)
+    return backends.load_backend(args.model, args.engine)

@@ -57,7 +57,8 @@ def add_parser(sub):
     lim.add_argument("--max-tokens-limit", type=int, default=1024, help="largest max_tokens a client may ask")
     lim.add_argument("--max-prompt-chars", type=int, default=16000, help="largest prompt, all messages (default 16000)")
     lim.add_argument("--max-in-flight", type=int, default=None,
-                     help="requests using the model at once (default 1 embedded, 8 per upstream)")
+                     help="requests using the model at once (default 8 per upstream, and 8 for an embedded engine that batches "
+                          "concurrent requests together, as llama.cpp does; else 1)")
     lim.add_argument("--max-queue", type=int, default=64, help="requests that may wait for a slot (default 64)")
     lim.add_argument("--tokens-per-s", type=float, default=None,
                      help="global token bucket refill (tokens/s; FLOPs = 2 x params x tokens); default: no bucket")
@@ -138,7 +139,7 @@ def build(args):
     else:
         backend = backend_from_args(args)
         name = args.served_model_name or args.model or backend.name
-        in_flight = args.max_in_flight or 1
+        in_flight = args.max_in_flight or (8 if backend.thread_safe else 1)  # an engine that batches calls: 8
     policy = policy_for(backend, args.policy, task_name(args))
     burst = args.burst or (60 * args.tokens_per_s if args.tokens_per_s else None)
     key_burst = args.key_burst or (60 * args.key_tokens_per_s if args.key_tokens_per_s else None)

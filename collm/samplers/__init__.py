@@ -18,7 +18,7 @@ estimators' share.
 """
 
 from collm.samplers.bank import BankSampler
-from collm.samplers.base import Draw, Sampler, as_number, leader, plausible, tally
+from collm.samplers.base import Draw, Meter, Sampler, as_number, leader, plausible, tally
 from collm.samplers.live import LiveSampler
 
-__all__ = ["BankSampler", "Draw", "LiveSampler", "Sampler", "as_number", "leader", "plausible", "tally"]
+__all__ = ["BankSampler", "Draw", "LiveSampler", "Meter", "Sampler", "as_number", "leader", "plausible", "tally"]

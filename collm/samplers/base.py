@@ -11,6 +11,7 @@ a plausible answer has a vote.
 
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -30,18 +31,85 @@ class Draw(NamedTuple):
     slips: int | None = None  # arithmetic slips in its text (verifiers.arithmetic); None: text unknown
 
 
+class Meter:
+    """What a batch may still spend: its budget, less what was spent and what
+    is reserved for requests under way. Thread-safe: the per-prompt samplers
+    of a live batch run in threads and share one (collm.samplers.live)."""
+
+    def __init__(self, budget: Budget | None = None):
+        self.budget = budget or Budget()
+        self.spent_flops = self.spent_samples = 0.0
+        self.reserved_flops = self.reserved_samples = 0.0
+        self.lock = threading.Lock()
+
+    def left_flops(self) -> float:
+        with self.lock:
+            return self._left_flops()
+
+    def left_samples(self) -> float:
+        with self.lock:
+            return self._left_samples()
+
+    def _left_flops(self) -> float:
+        b = self.budget.flops
+        return np.inf if b is None else b - self.spent_flops - self.reserved_flops
+
+    def _left_samples(self) -> float:
+        b = self.budget.samples
+        return np.inf if b is None else b - self.spent_samples - self.reserved_samples
+
+    def reserve(self, flops: float, samples: int) -> bool:
+        """Hold a request's worst case, if it fits what is left."""
+        with self.lock:
+            if flops > self._left_flops() or samples > self._left_samples():
+                return False
+            self.reserved_flops += flops
+            self.reserved_samples += samples
+            return True
+
+    def swap(self, held: tuple[float, int], flops: float, samples: int) -> bool:
+        """Turn a hold into a request's hold, if the request fits once the old hold is given back."""
+        with self.lock:
+            self.reserved_flops -= held[0]
+            self.reserved_samples -= held[1]
+            if flops > self._left_flops() or samples > self._left_samples():
+                self.reserved_flops += held[0]
+                self.reserved_samples += held[1]
+                return False
+            self.reserved_flops += flops
+            self.reserved_samples += samples
+            return True
+
+    def settle(self, reserved_flops: float, reserved_samples: int, flops: float, samples: int) -> None:
+        """A request is done: its hold goes, what it really cost stays."""
+        with self.lock:
+            self.reserved_flops -= reserved_flops
+            self.reserved_samples -= reserved_samples
+            self.spent_flops += flops
+            self.spent_samples += samples
+
+    def charge(self, flops: float) -> bool:
+        """Pay an estimator's cost at once, if it fits (False: nothing paid)."""
+        with self.lock:
+            if flops > self._left_flops():
+                return False
+            self.spent_flops += flops
+            return True
+
+
 class Sampler:
     """Budget meter and draw store shared by the bank and live samplers."""
 
     prefill_every_call = False  # live engines without a prefix cache pay the prompt again
 
-    def __init__(self, prompt_tokens, q_tokens, params: int, max_tokens: int, budget: Budget | None = None):
+    def __init__(self, prompt_tokens, q_tokens, params: int, max_tokens: int, budget: Budget | None = None,
+                 meter: Meter | None = None):
         self.prompt_tokens = np.asarray(prompt_tokens, np.int64)
         self.q_tokens = np.asarray(q_tokens, np.int64)
         self.P = len(self.prompt_tokens)
         self.params = int(params)
         self.max_tokens = int(max_tokens)
-        self.budget = budget or Budget()
+        self.meter = meter or Meter(budget)
         self.flops = np.zeros(self.P)
         self.est_flops = np.zeros(self.P)
         self.gens = np.zeros(self.P, np.int64)
@@ -49,6 +117,19 @@ class Sampler:
         self.draws: list[list[Draw]] = [[] for _ in range(self.P)]
         self.calls = 0
         self._actual: dict[int, float] = {}  # engines that report their own cost put it here
+        self.prepaid: dict[int, tuple[float, int]] = {}  # prompt -> a hold its first request may take over
+
+    @property
+    def budget(self) -> Budget:
+        return self.meter.budget
+
+    @budget.setter
+    def budget(self, budget: Budget) -> None:
+        self.meter = Meter(budget)
+
+    def run(self, policy) -> None:
+        """Let `policy` spend this sampler's budget (its run(sampler), round by round)."""
+        policy.run(self)
 
     # ---- the meter ----
     @property
@@ -56,29 +137,31 @@ class Sampler:
         return float(self.flops.sum() + self.est_flops.sum())
 
     def left_flops(self) -> float:
-        return np.inf if self.budget.flops is None else self.budget.flops - self.spent_flops
+        return self.meter.left_flops()
 
     def left_samples(self) -> float:
-        return np.inf if self.budget.samples is None else self.budget.samples - float(self.gens.sum())
+        return self.meter.left_samples()
 
     def worst_case(self, j: int, k: int) -> float:
         prefill = 0 if (self.prefilled[j] and not self.prefill_every_call) else int(self.prompt_tokens[j])
         return inference_flops(self.params, prefill + k * self.max_tokens)
 
     def admit(self, idx, ks) -> tuple[np.ndarray, np.ndarray]:
-        """The requests (in the given priority order) whose worst case fits what is left."""
-        left_f, left_s = self.left_flops(), self.left_samples()
+        """The requests (in the given priority order) whose worst case fits what is
+        left; each one's worst case is held (self._held) until it is served."""
         keep, kk = [], []
         for j, k in zip(idx, ks):
             k = int(k)
             if k < 1:
                 continue
             w = self.worst_case(int(j), k)
-            if w <= left_f and k <= left_s:
-                left_f -= w
-                left_s -= k
+            held = self.prepaid.pop(int(j), None)
+            if (self.meter.swap(held, w, k) if held is not None else self.meter.reserve(w, k)):
+                self._held.append((w, k))
                 keep.append(int(j))
                 kk.append(k)
+            elif held is not None:
+                self.prepaid[int(j)] = held
         return np.array(keep, np.int64), np.array(kk, np.int64)
 
     def request(self, idx, ks, greedy: bool = False) -> np.ndarray:
@@ -88,15 +171,24 @@ class Sampler:
         ks = np.broadcast_to(np.atleast_1d(np.asarray(ks, np.int64)), idx.shape)
         if greedy:
             ks = np.ones_like(idx)
+        self._held: list[tuple[float, int]] = []
         idx, ks = self.admit(idx, ks)
+        held, self._held = self._held, []
         if len(idx) == 0:
             return idx
-        new = self._generate(idx, ks, greedy)
+        try:
+            new = self._generate(idx, ks, greedy)
+        except BaseException:
+            for w, k in held:
+                self.meter.settle(w, k, 0.0, 0)
+            raise
         self.calls += 1
-        for j, k, ds in zip(idx, ks, new):
+        for (w, _), j, k, ds in zip(held, idx, ks, new):
             tokens = sum(d.tokens for d in ds)
             prefill = 0 if (self.prefilled[j] and not self.prefill_every_call) else int(self.prompt_tokens[j])
-            self.flops[j] += self._actual.pop(int(j), inference_flops(self.params, prefill + tokens))
+            cost = self._actual.pop(int(j), inference_flops(self.params, prefill + tokens))
+            self.flops[j] += cost
+            self.meter.settle(w, int(k), cost, int(k))
             self.prefilled[j] = True
             self.gens[j] += k
             self.draws[j].extend(ds)
@@ -105,7 +197,7 @@ class Sampler:
     def charge_estimator(self, idx, flops) -> bool:
         """Pay an estimator's cost for prompts idx; False (nothing paid) if it does not fit."""
         flops = np.broadcast_to(np.asarray(flops, float), np.shape(idx))
-        if float(flops.sum()) > self.left_flops():
+        if not self.meter.charge(float(flops.sum())):
             return False
         np.add.at(self.est_flops, np.asarray(idx, np.int64), flops)
         return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -13,9 +14,22 @@ from collm.samplers.base import Draw, Sampler, as_number
 from collm.types import SamplingParams, Usage, sampling
 from collm.verifiers.arithmetic import check_arithmetic
 
+MAX_THREADS = 256  # prompts running their policy at once (each waits on the engine most of the time)
+
 
 class LiveSampler(Sampler):
-    """Runs on a Backend: one batched generate call per round and sample count.
+    """Runs on a Backend.
+
+    run(policy): on a backend that batches concurrent calls (thread_safe: the
+    llama.cpp engine, a remote upstream), every prompt runs the policy on its
+    own, in its own thread, against the batch's one budget (a shared Meter):
+    the engine decodes all prompts' requests together, and a prompt's next
+    round starts as soon as its own last one ends, not when the slowest prompt
+    of the batch is done. Elsewhere the policy runs round by round over the
+    batch: one batched generate call per round and sample count. Without a
+    budget that binds, both give each prompt the same draws; under a binding
+    budget the concurrent run serves requests as they come, the round-based
+    one in the policy's order of priority.
 
     A prompt's samples are drawn as sample indices 0, 1, 2, ... of its own
     random streams (Backend.generate's offsets), so the first m samples a
@@ -26,18 +40,48 @@ class LiveSampler(Sampler):
     prefill_every_call = True
 
     def __init__(self, backend, prompts, task, params: SamplingParams | None = None, *, budget: Budget | None = None,
-                 prompt_tokens=None, q_tokens=None, max_per_prompt: int | None = None):
+                 prompt_tokens=None, q_tokens=None, max_per_prompt: int | None = None, meter=None):
         self.backend, self.prompts, self.task = backend, list(prompts), task
         self.sampling = sampling(params)
         if prompt_tokens is None:
             counts = [backend.count_prompt_tokens(p) for p in self.prompts]
             prompt_tokens, q_tokens = [c[0] for c in counts], [c[1] for c in counts]
-        super().__init__(prompt_tokens, q_tokens, backend.params, self.sampling.max_tokens, budget)
+        super().__init__(prompt_tokens, q_tokens, backend.params, self.sampling.max_tokens, budget, meter)
         self.max_per_prompt = max_per_prompt
         self.sampled = np.zeros(self.P, np.int64)  # samples drawn per prompt (the greedy pass is not one)
         self.completions: list[list] = [[] for _ in self.prompts]
         self.usage: list[Usage | None] = [None] * self.P
         self._scores = None
+
+    def run(self, policy) -> None:
+        if not self.backend.thread_safe or self.P < 2:
+            return policy.run(self)
+        parts = [LiveSampler(self.backend, [p], self.task, self.sampling, prompt_tokens=self.prompt_tokens[j:j + 1],
+                             q_tokens=self.q_tokens[j:j + 1], max_per_prompt=self.max_per_prompt, meter=self.meter)
+                 for j, p in enumerate(self.prompts)]
+        # every prompt's first generation is held for it up front, as the round-based
+        # run gives every prompt its first (greedy) generation before any second one
+        for part in parts:
+            w = part.worst_case(0, 1)
+            if self.meter.reserve(w, 1):
+                part.prepaid[0] = (w, 1)
+        if self._scores is not None:  # prompt scores already measured: the parts need not ask again
+            for part, sc in zip(parts, self._scores):
+                part._scores = [sc]
+        with ThreadPoolExecutor(max_workers=min(len(parts), MAX_THREADS), thread_name_prefix="collm-prompt") as ex:
+            futures = [ex.submit(policy.run, part) for part in parts]
+            for f in futures:
+                f.exception()  # wait for every prompt to stop
+        for part in parts:  # holds a prompt never used
+            for w, k in part.prepaid.values():
+                self.meter.settle(w, k, 0.0, 0)
+        for f in futures:
+            f.result()  # the first failure
+        for j, part in enumerate(parts):
+            self.flops[j], self.est_flops[j] = part.flops[0], part.est_flops[0]
+            self.gens[j], self.prefilled[j], self.sampled[j] = part.gens[0], part.prefilled[0], part.sampled[0]
+            self.draws[j], self.completions[j], self.usage[j] = part.draws[0], part.completions[0], part.usage[0]
+            self.calls = max(self.calls, part.calls)
 
     def available(self) -> np.ndarray:
         """Generations each prompt may still have under max_per_prompt."""

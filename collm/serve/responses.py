@@ -27,8 +27,10 @@ def collm_info(result) -> S.CollmInfo:
 
 
 def usage_out(usage) -> S.UsageOut:
-    return S.UsageOut(prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens,
-                      total_tokens=usage.total_tokens)
+    prompt = usage.prompt_tokens + usage.cached_tokens
+    details = S.PromptTokensDetails(cached_tokens=usage.cached_tokens) if usage.cached_tokens else None
+    return S.UsageOut(prompt_tokens=prompt, completion_tokens=usage.completion_tokens,
+                      total_tokens=prompt + usage.completion_tokens, prompt_tokens_details=details)
 
 
 def response(endpoint: str, result, cfg: ServeConfig):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
 
 from collm.prompts import utf8_error
 
@@ -137,10 +137,22 @@ class CompletionRequest(_Sampling):
 
 # ---- responses ----
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(..., description="prompt tokens found in the engine's KV cache (no FLOPs spent on them)")
+
+
 class UsageOut(BaseModel):
-    prompt_tokens: int
+    prompt_tokens: int = Field(..., description="prompt tokens of every sample's call, cached ones included")
     completion_tokens: int
     total_tokens: int
+    prompt_tokens_details: PromptTokensDetails | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_empty_details(self, handler):
+        d = handler(self)
+        if d.get("prompt_tokens_details") is None:
+            d.pop("prompt_tokens_details", None)
+        return d
 
 
 class BudgetInfo(BaseModel):
