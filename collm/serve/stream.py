@@ -82,28 +82,25 @@ def chunks(endpoint: str, result, model: str, include_usage: bool) -> Iterator[s
     finish = comp.finish_reason if comp else "stop"
     info = collm_info(result)
     chat = endpoint == "chat"
-    head = dict(id=f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", created=int(time.time()), model=model)
+    cls = S.ChatCompletionChunk if chat else S.CompletionChunk
+    head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}", "created": int(time.time()), "model": model}
 
-    def chunk(piece: str | None = None, finish_reason: str | None = None, *, role: bool = False, last: bool = False,
-              usage: bool = False):
-        if usage:
-            choices = []
-        elif chat:
-            delta = S.ChunkDelta(role="assistant", content="") if role else S.ChunkDelta(content=piece)
-            choices = [S.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)]
-        else:
-            choices = [S.CompletionChunkChoice(index=0, text=piece or "", finish_reason=finish_reason)]
-        cls = S.ChatCompletionChunk if chat else S.CompletionChunk
-        return event(cls(**head, choices=choices, usage=usage_out(result.usage) if usage else None,
-                         collm=info if last else None), include_usage)
+    def choice(piece: str = "", finish_reason: str | None = None, role: bool = False):
+        if not chat:
+            return S.CompletionChunkChoice(index=0, text=piece, finish_reason=finish_reason)
+        delta = S.ChunkDelta(role="assistant", content="") if role else S.ChunkDelta(content=piece or None)
+        return S.ChatChunkChoice(index=0, delta=delta, finish_reason=finish_reason)
+
+    def send(choices: list, **extra) -> str:
+        return event(cls(**head, choices=choices, **extra), include_usage)
 
     if chat:
-        yield chunk(role=True)
+        yield send([choice(role=True)])
     for piece in pieces(text):
-        yield chunk(piece)
-    yield chunk(finish_reason=finish, last=not include_usage)
+        yield send([choice(piece)])
+    yield send([choice(finish_reason=finish)], collm=None if include_usage else info)
     if include_usage:
-        yield chunk(usage=True, last=True)
+        yield send([], usage=usage_out(result.usage), collm=info)
 
 
 async def events(work: asyncio.Future, *, endpoint: str, model: str, include_usage: bool, keepalive_s: float,
