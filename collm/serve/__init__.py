@@ -6,6 +6,7 @@
     collm.serve.app        the FastAPI app: routes, errors in OpenAI's shape, body limit
     collm.serve.pipeline   one request: validate, admit, plan, run (collm.pipeline)
     collm.serve.responses  the response bodies and the per-request metrics
+    collm.serve.stream     `stream: true`: the answer as server-sent events of chunks
     collm.serve.schemas    request and response schemas (pydantic)
     collm.serve.limits     API keys, model slots, token buckets
     collm.serve.scope      a per-request, cancellable view of the backend

@@ -8,7 +8,8 @@ Every request goes the same way (collm.serve.pipeline):
       -> it runs (collm.pipeline: greedy, best-of-N, an allocation policy, ...)
       -> one choice: the text of a completion that gave the winning answer,
          usage counting every sample, and a `collm` object saying what was spent
-         (collm.serve.responses)
+         (collm.serve.responses), or with `stream: true` the same as
+         server-sent events, keep-alives while the samples run (collm.serve.stream)
 
 Model work runs in worker threads (strategies are synchronous); the event
 loop only admits, plans and answers. A client that disconnects, or a request
@@ -30,16 +31,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collm.answers.program import require_sandbox
 from collm.backends.base import Backend
-from collm.errors import CollmError
 from collm.prompts import Prompt
 from collm.serve import schemas as S
-from collm.serve.config import ApiError, ServeConfig
+from collm.serve.config import ApiError, ServeConfig, as_api_error
 from collm.serve.limits import Rejected, check_api_key
 from collm.serve.metrics import server_metrics
 from collm.serve.middleware import harden
 from collm.serve.pipeline import Server, messages_to_prompt, parse
 from collm.serve.responses import record, response
 from collm.serve.scope import Cancelled
+from collm.serve.stream import EventStream, events
 from collm.version import __version__
 
 log = logging.getLogger("collm.serve")
@@ -53,6 +54,18 @@ ERRORS = {
     502: {"model": S.ErrorResponse, "description": "upstream failure"},
     504: {"model": S.ErrorResponse, "description": "upstream or request timeout"},
 }
+
+
+def streamed(chunk: str) -> dict:
+    """The OpenAPI responses of a completion endpoint: JSON (the response
+    model), or with `stream: true` server-sent events. The schema describes
+    one event, as OpenAPI 3.2's itemSchema does (and tools read `schema` so
+    for event streams before 3.2)."""
+    data = {"type": "string", "description": f"a `{chunk}` chunk as JSON, or an `{{\"error\": {{...}}}}` object "
+                                             "when the request fails mid-stream; `[DONE]` last"}
+    event = {"type": "object", "required": ["data"], "properties": {"data": data},
+             "description": "one server-sent event; `: keep-alive` comments come between them while samples run"}
+    return {200: {"content": {"text/event-stream": {"schema": event}}}, **ERRORS}
 
 
 def error_response(status: int, message: str, type_: str, code: str | None = None, param: str | None = None,
@@ -119,10 +132,16 @@ async def watch_disconnect(request: Request) -> None:
 async def handle(server: Server, request: Request, body: S._Sampling, prompt: Prompt | None, endpoint: str,
                  key_id: str | None):
     """One completion request: parse, answer (cancelled when the client goes
-    away or past the timeout), then the response and the metrics."""
+    away or past the timeout), then the response and the metrics.
+
+    With `stream: true` the answer is streamed (collm.serve.stream) from the
+    moment the request is admitted: what fails before that (validation, the
+    model's name, 400 limits, 429, a timeout in the queue) is an ordinary
+    HTTP error; what fails after is an error event in the stream."""
     cfg, metrics = server.cfg, server.metrics
     t0 = time.perf_counter()
     status = 200
+    streaming = False
     try:
         if prompt is None:
             prompt = messages_to_prompt(body.messages)
@@ -131,46 +150,79 @@ async def handle(server: Server, request: Request, body: S._Sampling, prompt: Pr
                            code="model_not_found", param="model")
         req = parse(body, prompt, cfg)
         cancel = threading.Event()
-        work = asyncio.ensure_future(server.answer(req, key_id, cancel))
+        admitted = asyncio.Event() if body.stream else None
+        work = asyncio.ensure_future(server.answer(req, key_id, cancel, admitted))
+        ready = asyncio.ensure_future(admitted.wait()) if admitted is not None else work
         watcher = asyncio.ensure_future(watch_disconnect(request))
         try:
-            done, _ = await asyncio.wait({work, watcher}, timeout=cfg.request_timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({work, ready, watcher}, timeout=cfg.request_timeout_s,
+                               return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
-        if work not in done:
+            if ready is not work:
+                ready.cancel()
+        if admitted is not None and admitted.is_set():
+            streaming = True
+            return open_stream(server, work, cancel, endpoint, body, t0)
+        if not work.done():
             cancel.set()
             work.cancel()
-            if watcher in done:
+            if watcher.done():
                 metrics.inc("collm_cancelled_total")
                 status = 499
                 log.info("client went away: request cancelled")
                 return error_response(499, "client closed the request", "cancelled")
             raise ApiError(504, f"request took longer than {cfg.request_timeout_s:g} s", "timeout_error", "timeout")
         result = work.result()
-    except ApiError as e:
-        status = e.status
-        raise
-    except Rejected as e:
-        status = 429
-        metrics.inc("collm_rejected_total", reason=e.reason)
-        raise ApiError(429, str(e), "rate_limit_error", e.reason, headers={"Retry-After": str(e.retry_after)}) from None
-    except Cancelled:
-        status = 499
-        return error_response(499, "request cancelled", "cancelled")
-    except CollmError as e:
-        status = getattr(e, "http_status", 400)
-        raise ApiError(status, str(e), "upstream_error" if status >= 500 else "invalid_request_error") from None
-    except Exception:
-        status = 500
-        log.exception("internal error")
-        raise ApiError(500, "internal server error", "server_error") from None
+    except Exception as e:
+        err = as_api_error(e)
+        status = err.status
+        if isinstance(e, Rejected):
+            metrics.inc("collm_rejected_total", reason=e.reason)
+        elif status == 500 and not isinstance(e, ApiError):
+            log.exception("internal error")
+        if isinstance(e, Cancelled):
+            return error_response(499, err.message, err.type)
+        raise err from None
     finally:
-        metrics.inc("collm_requests_total", endpoint=endpoint, status=status)
-        if server._limiter is not None:
-            metrics.set("collm_queued", server.limiter.queued)
+        if not streaming:  # a stream counts itself when it ends
+            metrics.inc("collm_requests_total", endpoint=endpoint, status=status)
+            if server._limiter is not None:
+                metrics.set("collm_queued", server.limiter.queued)
     record(metrics, result, time.perf_counter() - t0)
     return response(endpoint, result, cfg)
+
+
+def open_stream(server: Server, work: asyncio.Future, cancel: threading.Event, endpoint: str, body: S._Sampling,
+                t0: float) -> EventStream:
+    """The streamed response of an admitted request, and what its end
+    records: the request's status (200, the status its error event carries,
+    or 499 when the client left), its metrics, and its samples cancelled if
+    they still run."""
+    cfg, metrics = server.cfg, server.metrics
+    ended = False
+
+    def done(status: int, result) -> None:
+        nonlocal ended
+        ended = True
+        metrics.inc("collm_requests_total", endpoint=endpoint, status=status)
+        metrics.set("collm_queued", server.limiter.queued)
+        if result is not None:
+            record(metrics, result, time.perf_counter() - t0)
+
+    def on_close() -> None:
+        cancel.set()  # the samples stop, if any still run
+        work.cancel()
+        if not ended:
+            metrics.inc("collm_cancelled_total")
+            log.info("client went away: stream cancelled")
+            done(499, None)
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    content = events(work, endpoint=endpoint, model=cfg.model_name, include_usage=include_usage,
+                     keepalive_s=cfg.stream_keepalive_s, deadline=t0 + cfg.request_timeout_s,
+                     timeout_s=cfg.request_timeout_s, done=done)
+    return EventStream(content, on_close)
 
 
 def create_app(backend: Backend, config: ServeConfig | None = None, policy=None) -> FastAPI:
@@ -200,11 +252,11 @@ def create_app(backend: Backend, config: ServeConfig | None = None, policy=None)
                            "invalid_api_key")
         return key_id
 
-    @app.post("/v1/chat/completions", response_model=S.ChatCompletionResponse, responses=ERRORS)
+    @app.post("/v1/chat/completions", response_model=S.ChatCompletionResponse, responses=streamed("chat.completion.chunk"))
     async def chat_completions(body: S.ChatCompletionRequest, request: Request, key_id=Depends(authorize)):
         return await handle(server, request, body, None, "chat", key_id)
 
-    @app.post("/v1/completions", response_model=S.CompletionResponse, responses=ERRORS)
+    @app.post("/v1/completions", response_model=S.CompletionResponse, responses=streamed("text_completion"))
     async def completions(body: S.CompletionRequest, request: Request, key_id=Depends(authorize)):
         return await handle(server, request, body, Prompt(body.prompt), "completions", key_id)
 

@@ -143,7 +143,11 @@ class Server:
         except CollmError as e:
             raise ApiError(400, str(e), param="collm") from None
 
-    async def answer(self, req: Request, key_id: str | None, cancel: threading.Event) -> Result:
+    async def answer(self, req: Request, key_id: str | None, cancel: threading.Event,
+                     admitted: asyncio.Event | None = None) -> Result:
+        """The request's Result. `admitted` is set once it holds a model slot and
+        its budget is charged: from then on only the model work can fail (a
+        stream begins there, collm.serve.stream)."""
         lim, cfg, metrics = self.limiter, self.cfg, self.metrics
         try:
             lim.precheck(key_id, req.est_prompt, req.params.max_tokens)
@@ -175,6 +179,8 @@ class Server:
             metrics.set("collm_budget_level", lim.level)
             plan = self._final(plan, req, n)
             params = params_for(plan, req.params, req.temperature)
+            if admitted is not None:
+                admitted.set()
             ans = await self.in_thread(lambda: run_plan(plan, view, [req.prompt], req.task, params, budget=plan.n)[0],
                                        slot)
             if plan.kind == "policy":

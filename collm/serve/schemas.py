@@ -5,19 +5,22 @@ meaning, on purpose:
 
 - `n` is the sample budget, not the number of choices: collm always answers
   with one aggregated choice, and `n` forces how many samples it aggregates.
+  A stream likewise carries that one choice (index 0), whatever `n` is.
 - `collm` (optional) carries collm's per-request options: a forced budget
   (`n`), a cap (`max_n`), the answer task and the strategy.
 
 Unknown fields are accepted and ignored, as OpenAI-compatible servers do, so
-that clients sending e.g. `stream_options` or `user` still work; fields that
-collm cannot honour (streaming, tools) are refused with a clear 400.
+that clients sending e.g. `user` still work. `stream` and `stream_options`
+are checked strictly (a boolean, options only with `stream: true`, only the
+options OpenAI defines), since a client that misspells them would otherwise
+get a response of a shape it does not expect.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator, model_serializer, model_validator
 
 from collm.prompts import utf8_error
 
@@ -84,6 +87,18 @@ class ChatMessage(BaseModel):
         return "".join(parts)
 
 
+class StreamOptions(BaseModel):
+    """OpenAI's `stream_options`. `include_obfuscation` is accepted and
+    ignored: it pads chunks against length side channels on token streams,
+    and collm streams a finished answer, not tokens as they come."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    include_usage: StrictBool | None = Field(
+        None, description="an extra chunk before [DONE] with empty choices and the usage of every sample")
+    include_obfuscation: StrictBool | None = Field(None, description="accepted and ignored")
+
+
 class _Sampling(BaseModel):
     """Fields shared by both endpoints."""
 
@@ -97,15 +112,15 @@ class _Sampling(BaseModel):
     max_tokens: int | None = Field(None, ge=1, le=1_000_000)
     max_completion_tokens: int | None = Field(None, ge=1, le=1_000_000)
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
-    stream: bool | None = False
+    stream: StrictBool | None = Field(False, description="server-sent events of chunks (collm.serve.stream)")
+    stream_options: StreamOptions | None = Field(None, description="only with stream: true")
     collm: CollmOptions | None = None
 
-    @field_validator("stream")
-    @classmethod
-    def _no_stream(cls, v):
-        if v:
-            raise ValueError("streaming is not supported: collm answers once every sample is aggregated")
-        return v
+    @model_validator(mode="after")
+    def _options_need_a_stream(self):
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("stream_options is only allowed with stream: true")
+        return self
 
 
 class ChatCompletionRequest(_Sampling):
@@ -218,6 +233,53 @@ class CompletionResponse(BaseModel):
     choices: list[CompletionChoice]
     usage: UsageOut
     collm: CollmInfo
+
+
+# ---- stream chunks (collm.serve.stream): one JSON object per `data:` line ----
+
+class ChunkDelta(BaseModel):
+    """What a chunk adds to the message; unset fields are left out, as OpenAI does."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_nulls(self, handler):
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: UsageOut | None = None  # sent (null until the usage chunk) only with include_usage
+    collm: CollmInfo | None = None  # on the last chunk only
+
+
+class CompletionChunkChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None = None
+    logprobs: None = None
+
+
+class CompletionChunk(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChunkChoice]
+    usage: UsageOut | None = None
+    collm: CollmInfo | None = None
 
 
 class ModelCard(BaseModel):
