@@ -39,7 +39,9 @@ def _decode(b, ids):
 
 def test_params_and_context(engine):
     assert engine.params == SMOLLM2_PARAMS  # tied embedding counted once
-    assert engine.context_length == 8192
+    # torch: the model's context, capped at 8192; llama.cpp: the cells each of its sequences holds
+    # (collm.backends.llamacpp_scheduler), 1024 unless COLLM_CONTEXT says otherwise
+    assert engine.context_length == (8192 if engine.name == "torch" else 1024)
     assert engine.model_id.startswith(MODEL)
 
 

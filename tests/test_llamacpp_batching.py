@@ -1,7 +1,7 @@
 """The llama.cpp engine's continuous batching (collm.backends.llamacpp_scheduler)
-on the real SmolLM2: calls from many threads share decode steps, prompts stay
-in the KV cache, prompts share their common prefix, cancellation cuts a call,
-a cache too small for everything at once still serves everything in turn."""
+on the real SmolLM2: calls from many threads share decode steps and give what
+each call gives alone, prompts stay in the KV cache, cancellation cuts a call,
+an engine with few sequences still serves everything in turn."""
 
 from __future__ import annotations
 
@@ -46,13 +46,12 @@ def test_calls_from_threads_share_decode_steps(engine):
     assert engine._sched.most_jobs >= 3  # several calls' samples in one llama_decode
     for i, g in out.items():
         assert len(g.completions) == 2 and all(0 < c.tokens <= 12 for c in g.completions)
-        # each sample's own stream: the same seed gives the same first token as the call alone
-        # (later tokens can drift: llama.cpp's numbers move a little with the cache's layout)
-        assert [c.token_logprobs[0] for c in g.completions] == \
-            pytest.approx([c.token_logprobs[0] for c in alone[i].completions], abs=1e-4)
+        # each sample's own stream and cells: the same seed gives the same samples as the call alone
+        assert [c.text for c in g.completions] == [c.text for c in alone[i].completions]
+        assert [c.token_logprobs for c in g.completions] == [c.token_logprobs for c in alone[i].completions]
 
 
-def test_a_prompt_stays_in_the_cache_and_prompts_share_their_prefix(engine):
+def test_a_prompt_stays_in_the_cache(engine):
     engine.clear_cache()
     q = "Tom has 3 apples and buys 5 more. How many apples does he have?"
     ids, _ = engine.encode(Prompt(q))
@@ -61,9 +60,6 @@ def test_a_prompt_stays_in_the_cache_and_prompts_share_their_prefix(engine):
     assert first.prompt_tokens == len(ids) and first.cached_tokens == 0
     assert again.prompt_tokens == 0 and again.cached_tokens == len(ids)  # no prefill: no FLOPs for it
     assert again.flops == pytest.approx(2 * engine.params * again.completion_tokens)
-    # a new question shares the chat template's system turn with the cached one
-    other = engine.generate(["Name a colour."], 1, GREEDY)[0].usage
-    assert other.cached_tokens >= 8 and other.prompt_tokens + other.cached_tokens == len(engine.encode(Prompt("Name a colour."))[0])
     # the difficulty probe's prefill is the generation's too
     engine.clear_cache()
     s = engine.score_prompt(["What is 9 times 9?"])[0]
@@ -102,17 +98,21 @@ def test_cancel_cuts_a_call_and_frees_its_cells(engine):
     assert err == ["cancelled"] and time.monotonic() - t0 < 10
     sched = engine._sched
     assert not sched.rows and not sched.pending
-    assert sched.reserved == sum(len(r.ids) for r in sched.roots.values())  # only cached prompts hold cells
+    assert len(sched.free_rows) == sched.max_rows  # every sample's sequence is free again
 
 
-def test_a_small_cache_serves_everything_in_turn_and_refuses_what_never_fits():
+def test_few_sequences_serve_everything_in_turn_and_refuse_what_never_fits():
     from collm.backends.llamacpp_engine import LlamaCppEngine
 
-    e = LlamaCppEngine("smollm2-135m", n_cells=200, n_ctx=200, max_rows=8)
+    e = LlamaCppEngine("smollm2-135m", n_ctx=200, max_rows=2, max_roots=2)
     try:
-        g = e.generate(["What is 2 + 2?"], 6, SamplingParams(temperature=0.8, max_tokens=40, seed=2))[0]
-        assert len(g.completions) == 6  # at most 3 of them fit at once next to the prompt
-        with pytest.raises(CollmError, match="beyond the model's context|cannot hold"):
+        sp = SamplingParams(temperature=0.8, max_tokens=16, seed=2)
+        g = e.generate(["What is 2 + 2?"], 6, sp)[0]
+        assert len(g.completions) == 6  # two at a time
+        qs = ["What is 2 + 2?", "Name a colour.", "Say OK.", "What is 3 + 3?"]
+        out = e.generate(qs, 2, sp)  # four prompts, two root sequences: the idle ones make way
+        assert all(len(x.completions) == 2 for x in out) and len(e._sched.roots) <= 2
+        with pytest.raises(CollmError, match="beyond the model's context"):
             e.generate(["What is 2 + 2?"], 1, SamplingParams(max_tokens=190))
     finally:
         e.close()

@@ -32,10 +32,9 @@ from collm.models import ResolvedModel, resolve
 from collm.prompts import ChatTemplate, Prompt, to_utf8
 from collm.types import Completion, Generation, PromptScore, SamplingParams
 
-DEFAULT_CONTEXT = 8192  # the longest prompt + answer of one sample, capped by the trained context
-DEFAULT_CELLS = 32768  # KV cells shared by every prompt kept in the cache and every live sample
+DEFAULT_CONTEXT = 1024  # KV cells of each sequence: the longest prompt + answer of one sample (COLLM_CONTEXT)
 MAX_ROWS = 64  # samples decoded together
-MAX_SEQS = 128  # llama.cpp sequences: live samples and the prompts kept in the cache
+MAX_ROOTS = 8  # prompts kept in the KV cache between calls
 
 
 def cpu_count() -> int:
@@ -83,9 +82,11 @@ def busy_cores(window_s: float = 0.25) -> int:
 
 class LlamaCppEngine(Backend):
     """llama-cpp-python engine (CPU). n_threads: see default_threads(); n_ctx:
-    the longest prompt + answer of one sample; n_cells: the KV cache shared by
-    every live sample and every cached prompt; max_rows: samples decoded
-    together. Thread-safe: concurrent calls are batched together."""
+    the longest prompt + answer of one sample (default COLLM_CONTEXT, else
+    1024; capped by the trained context); max_rows: samples decoded together;
+    max_roots: prompts kept in the KV cache between calls. The KV cache holds
+    (max_rows + max_roots) x n_ctx cells. Thread-safe: concurrent calls are
+    batched together."""
 
     name = "llamacpp"
     tokenizes = True
@@ -94,7 +95,7 @@ class LlamaCppEngine(Backend):
 
     def __init__(self, model: ResolvedModel | str | None = None, n_ctx: int | None = None,
                  n_threads: int | None = None, n_batch: int = 512, max_rows: int = MAX_ROWS,
-                 n_cells: int | None = None, max_seqs: int = MAX_SEQS):
+                 max_roots: int = MAX_ROOTS):
         import llama_cpp
         from llama_cpp import _internals
 
@@ -112,18 +113,18 @@ class LlamaCppEngine(Backend):
             raise CollmError(f"llama.cpp cannot load {self.resolved.path}: {e}") from e
         llm = self.llm
         trained = int(llama_cpp.llama_model_n_ctx_train(llm.model))
-        self.context_length = min(trained, n_ctx or DEFAULT_CONTEXT)
-        self.n_seq_max = max(2, min(max_seqs, llama_cpp.llama_max_parallel_sequences()))
-        self.max_rows = max(1, min(max_rows, self.n_seq_max - 1))
+        self.context_length = min(trained, n_ctx or int(os.environ.get("COLLM_CONTEXT") or DEFAULT_CONTEXT))
+        most = llama_cpp.llama_max_parallel_sequences()
+        self.max_roots = max(1, min(max_roots, most // 2))
+        self.max_rows = max(1, min(max_rows, most - self.max_roots))
+        self.n_seq_max = self.max_rows + self.max_roots
         self.n_batch = max(n_batch, self.max_rows + 64)
-        # no more cells than the trained context: llama.cpp warns past it (positions never get there)
-        self.n_cells = max(n_cells or min(DEFAULT_CELLS, trained), self.context_length)
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_cells
+        params.n_ctx = self.n_seq_max * self.context_length
         params.n_batch = params.n_ubatch = self.n_batch
         params.n_threads = params.n_threads_batch = threads
         params.n_seq_max = self.n_seq_max
-        params.kv_unified = True  # the samples share their prompt's cells
+        params.kv_unified = False  # cells of its own for every sequence (collm.backends.llamacpp_scheduler)
         try:
             self._ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         except ValueError as e:
@@ -140,7 +141,7 @@ class LlamaCppEngine(Backend):
         self.bos = llm.token_bos() if adds_bos and llm.token_bos() >= 0 else None
         piece = lambda t: self.detokenize([t]) if t >= 0 else ""  # noqa: E731
         self.template = ChatTemplate(llm.metadata.get("tokenizer.chat_template"), piece(llm.token_bos()), piece(llm.token_eos()))
-        self._sched = Scheduler(self, self.n_cells, self.max_rows, self.n_seq_max)
+        self._sched = Scheduler(self, self.max_rows, self.max_roots)
 
     # ---- tokens
     def _tokenize(self, text: str, special: bool) -> list[int]:

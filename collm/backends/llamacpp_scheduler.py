@@ -11,22 +11,26 @@ work together, step by step:
     batch), and a sample that ends leaves at once, its place going to the
     next one waiting;
   - a prompt is prefilled once into a root sequence that stays in the KV
-    cache after its call (the least recently used roots are evicted when
-    cells or sequences run short): a policy's later rounds, the greedy pass
-    after the difficulty probe, and the next request with the same prompt
-    start from it at no cost; a sample is a copy of its root's cells (no data
-    is copied in a unified cache) and starts from the root's last logits;
-  - a new root shares the cells of the longest prefix it has in common with a
-    root already there (the chat template's system turn; the question, for
-    search's partial answers), so only the rest is prefilled; a prefill runs
-    in a llama_decode call of its own (every other call while samples decode),
-    so a prompt's numbers do not depend on what else was being prefilled;
+    cache after its call (the least recently used root goes when the root
+    sequences run out): a policy's later rounds, the greedy pass after the
+    difficulty probe, and the next request with the same prompt start from it
+    at no cost; a sample starts as a copy of its root's cells and from the
+    root's last logits;
+  - a prefill runs in a llama_decode call of its own (every other call while
+    samples decode);
   - samples with different settings (a greedy pass beside sampled rows)
     decode in the same batch, each picked by its own settings and stream.
 
-Cells are reserved up front (a root's prompt, a sample's max_tokens), so a
-step never runs out of KV space: work that does not fit waits its turn. A
-job whose cancel event is set has its samples cut where they stand and its
+Every sequence has cells of its own in the KV cache (llama.cpp's per-sequence
+streams, not one unified cache): a sequence's numbers then do not depend on
+what else the cache holds, so a seed gives the same samples whatever else is
+being decoded, a resumed bank build draws what an uninterrupted one would,
+and a server's answer does not depend on its load. (In a unified cache they
+do: llama.cpp quantizes activations to 8 bits, so the rounding that a cell's
+place among others' changes can flip a token.) The price is memory: every
+sequence holds a whole sample's context (n_ctx cells).
+
+A job whose cancel event is set has its samples cut where they stand and its
 caller gets CollmError("cancelled"). Usage counts what was computed: a
 prompt's prefill counts for the call that caused it, not again when its
 root is reused.
@@ -47,7 +51,6 @@ from collm.errors import CollmError
 from collm.types import SamplingParams
 
 SCORE_CHUNK = 128  # prompt positions per decode when every position's logits are wanted
-SHARE_MIN = 8  # a new root shares a cached prefix of at least this many tokens
 
 
 @dataclass(eq=False)
@@ -113,13 +116,15 @@ class Row:
 
 
 class NoRoom(Exception):
-    """Not enough free cells or sequences right now."""
+    """No root sequence free right now."""
 
 
 class Scheduler:
-    def __init__(self, engine, n_cells: int, max_rows: int, n_seqs: int):
+    """rows: sequences for samples; roots: sequences for prompts kept in the cache."""
+
+    def __init__(self, engine, rows: int, roots: int):
         self.e = engine
-        self.n_cells, self.max_rows, self.n_seqs = n_cells, max_rows, n_seqs
+        self.max_rows, self.max_roots = rows, roots
         self.cv = threading.Condition()
         self.queue: deque[Job] = deque()
         self.stopping = False
@@ -130,11 +135,12 @@ class Scheduler:
         self.thread.start()
 
     def _reset(self) -> None:
-        self.free_seqs = list(range(self.n_seqs))
+        self.free_rows = list(range(self.max_rows))[::-1]  # sequence ids of rows
+        self.free_roots = list(range(self.max_rows, self.max_rows + self.max_roots))[::-1]
         self.pending: deque[Row] = deque()  # rows without a sequence yet
+        self.pending_scores: deque[tuple] = deque()  # (score job, prompt index) without a root yet
         self.rows: list[Row] = []  # rows holding a sequence
         self.roots: dict[tuple, Root] = {}
-        self.reserved = 0  # cells promised to roots and rows
 
     # ---- the callers' side ----
     def run(self, job: Job) -> Job:
@@ -158,7 +164,7 @@ class Scheduler:
 
     # ---- the engine thread ----
     def _busy(self) -> bool:
-        return bool(self.rows or self.pending or any(not r.ready and (r.waiting or r.want_score)
+        return bool(self.rows or self.pending or self.pending_scores or any(not r.ready and (r.waiting or r.want_score)
                                                      for r in self.roots.values()))
 
     def _loop(self) -> None:
@@ -180,6 +186,7 @@ class Scheduler:
 
     def _jobs(self) -> list[Job]:
         jobs = {id(r.job): r.job for r in self.rows + list(self.pending)}
+        jobs.update({id(w[0]): w[0] for w in self.pending_scores})
         for root in self.roots.values():
             for w in root.waiting:
                 job = w.job if isinstance(w, Row) else w[0]
@@ -201,12 +208,7 @@ class Scheduler:
             return
         if job.kind == "score":
             job.out, job.left = [None] * len(job.prompts), len(job.prompts)
-            for j, ids in enumerate(job.prompts):
-                root = self._root(tuple(ids), (job, j), want_score=True)
-                if root.ready:
-                    self._scored(job, j, root)
-                else:
-                    root.waiting.append((job, j))
+            self.pending_scores.extend((job, j) for j in range(len(job.prompts)))
             return
         rows = 1 if job.params.greedy else job.n
         job.out, job.left = [[None] * rows for _ in job.prompts], len(job.prompts) * rows
@@ -219,14 +221,9 @@ class Scheduler:
         """The root of a prompt, made (and queued for prefill) when missing."""
         root = self.roots.get(ids)
         if root is None:
-            if len(ids) > self.n_cells:
-                raise CollmError(f"a prompt of {len(ids)} tokens does not fit the engine's {self.n_cells} KV cells")
-            self._make_room(len(ids))
-            root = Root(ids, self.free_seqs.pop(), owner)
-            self.reserved += len(ids)
+            self._make_room()
+            root = Root(ids, self.free_roots.pop(), owner)
             self.roots[ids] = root
-            if not want_score:
-                self._share_prefix(root)
         if want_score and root.score is None and not root.want_score:
             root.want_score, root.owner = True, owner
             if root.done:  # prefilled before without every position's logits: prefill it again
@@ -235,39 +232,38 @@ class Scheduler:
         root.last_used = time.monotonic()
         return root
 
-    def _share_prefix(self, root: Root) -> None:
-        """Copy the cells of the longest prefix a ready root shares with this one."""
-        best, src = 0, None
-        for other in self.roots.values():
-            if other is not root and other.logits is not None:
-                c = _common_prefix(other.ids, root.ids)
-                if c > best:
-                    best, src = c, other
-        best = min(best, len(root.ids) - 1)  # decode at least one token, for its logits
-        if src is not None and best >= SHARE_MIN:
-            self.e._seq_cp(src.seq, root.seq, 0, best)
-            root.done = best
-
-    def _make_room(self, cells: int, seqs: int = 1) -> None:
-        """Evict idle roots, least recently used first, until `cells` cells and
-        `seqs` sequences are free; NoRoom if even that is not enough."""
-        idle = sorted((r for r in self.roots.values() if r.children == 0 and not r.waiting and r.ready),
-                      key=lambda r: r.last_used)
-        while (self.reserved + cells > self.n_cells or len(self.free_seqs) < seqs) and idle:
-            self._evict(idle.pop(0))
-        if self.reserved + cells > self.n_cells or len(self.free_seqs) < seqs:
+    def _make_room(self) -> None:
+        """A free root sequence: the least recently used idle root goes if need be; NoRoom if none is idle."""
+        if self.free_roots:
+            return
+        idle = [r for r in self.roots.values() if r.children == 0 and not r.waiting and r.ready]
+        if not idle:
             raise NoRoom()
+        self._evict(min(idle, key=lambda r: r.last_used))
 
     def _evict(self, root: Root) -> None:
         self.e._seq_rm(root.seq, 0)
-        self.free_seqs.append(root.seq)
-        self.reserved -= len(root.ids)
+        self.free_roots.append(root.seq)
         del self.roots[root.ids]
 
     # ---- one step ----
     def _admit(self) -> None:
-        """Give waiting rows a sequence, in arrival order, while rows, sequences and cells allow."""
-        while self.pending and len(self.rows) < self.max_rows:
+        """Give waiting prompts to score a root, and waiting rows a sequence, in arrival order."""
+        while self.pending_scores:
+            job, j = self.pending_scores[0]
+            if job.done.is_set():
+                self.pending_scores.popleft()
+                continue
+            try:
+                root = self._root(tuple(job.prompts[j]), (job, j), want_score=True)
+            except NoRoom:
+                break
+            self.pending_scores.popleft()
+            if root.ready:
+                self._scored(job, j, root)
+            else:
+                root.waiting.append((job, j))
+        while self.pending and self.free_rows:
             row = self.pending[0]
             if row.job.done.is_set():
                 self.pending.popleft()
@@ -275,15 +271,10 @@ class Scheduler:
             try:
                 if row.root is None:
                     row.root = self._root(tuple(row.job.prompts[row.j]), (row.job, row.j))
-                self._make_room(row.job.params.max_tokens)
-            except NoRoom:
-                if not self.rows and not self._busy_roots():
-                    raise CollmError("the engine's KV cache cannot hold one more sample: lower max_tokens, "
-                                     "or give the engine more cells (n_ctx)") from None
+            except NoRoom:  # every root sequence holds a prompt still in use: wait for one
                 return
             self.pending.popleft()
-            row.seq = self.free_seqs.pop()
-            self.reserved += row.job.params.max_tokens
+            row.seq = self.free_rows.pop()
             row.root.children += 1
             self.rows.append(row)
             if row.root.ready:
@@ -291,13 +282,10 @@ class Scheduler:
             else:
                 row.root.waiting.append(row)
 
-    def _busy_roots(self) -> bool:
-        return any(not r.ready and (r.waiting or r.want_score) for r in self.roots.values())
-
     def _start(self, row: Row) -> None:
-        """A row's sequence takes its root's cells, and its first token comes from the root's logits."""
+        """A row's sequence takes a copy of its root's cells, and its first token comes from the root's logits."""
         root = row.root
-        self.e._seq_cp(root.seq, row.seq, 0, len(root.ids))
+        self.e._seq_cp(root.seq, row.seq, -1, -1)  # the whole sequence: what llama.cpp copies between streams
         row.logits = root.logits
         root.last_used = time.monotonic()
 
@@ -306,6 +294,7 @@ class Scheduler:
             for row in [r for r in self.rows if r.job is job]:
                 self._release(row)
             self.pending = deque(r for r in self.pending if r.job is not job)
+            self.pending_scores = deque(w for w in self.pending_scores if w[0] is not job)
             for root in self.roots.values():
                 root.waiting = [w for w in root.waiting if (w.job if isinstance(w, Row) else w[0]) is not job]
             job.finish(CollmError("cancelled"))
@@ -410,8 +399,7 @@ class Scheduler:
     def _release(self, row: Row) -> None:
         self.rows.remove(row)
         self.e._seq_rm(row.seq, 0)
-        self.free_seqs.append(row.seq)
-        self.reserved -= row.job.params.max_tokens
+        self.free_rows.append(row.seq)
         row.root.children -= 1
         row.root.last_used = time.monotonic()
         if row in row.root.waiting:
