@@ -80,3 +80,31 @@ def test_build_kill_resume_and_replay(tmp_path, capsys):
     cor, _ = replay(bank, [4], [1])
     assert [task.grade(a.answer, p.gold) for a, p in zip(answers, problems)] == \
         [bool(cor[0, by_row[p.id], 0]) for p in problems]
+
+
+@pytest.mark.model
+@pytest.mark.llamacpp
+def test_a_resumed_build_draws_what_an_uninterrupted_one_draws(tmp_path):
+    """Each problem's samples come from streams keyed by the problem's prompt
+    (collm.backends.seeding) and are decoded in cells of their own, so a build
+    killed mid-way and resumed, whose batches then hold other problems, writes
+    the very samples an uninterrupted build writes."""
+    pytest.importorskip("llama_cpp")
+    cmd = [sys.executable, "-m", "collm", "bank", "build", "--model", "smollm2-135m", "--engine", "llamacpp",
+           "--dataset", "gsm8k", "--offset", "20", "--limit", "5", "--k", "3", "--max-tokens", "20",
+           "--batch-size", "2", "--keep-text", "--quiet"]
+    whole, cut = tmp_path / "whole.jsonl", tmp_path / "cut.jsonl"
+    r = subprocess.run(cmd + ["--out", str(whole)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    # the first problem alone, then the rest: batches of other problems than the whole build's
+    for limit in ("1", "5"):
+        args = [a if a != "5" else limit for a in cmd]
+        r = subprocess.run(args + ["--out", str(cut)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    a, b = load_bank(whole), load_bank(cut)
+    by_row = {p.i: p for p in b.problems}
+    assert sorted(by_row) == [p.i for p in a.problems]
+    for p in a.problems:
+        q = by_row[p.i]
+        assert [(s.a, s.n, s.t) for s in p.samples] == [(s.a, s.n, s.t) for s in q.samples], p.i
+        assert (p.greedy.a, p.greedy.t) == (q.greedy.a, q.greedy.t)
