@@ -15,10 +15,10 @@ meter shows up as an overspend.
 
 Mutants of collm/samplers/base.py this file kills (each was applied to
 the source, seen to fail these tests, and reverted):
-    - charge_estimator no longer adds to est_flops (estimators run free);
-    - Sampler.admit with 10% slack (`w <= left_f * 1.1`);
-    - a meter that undercounts: FLOPs recorded from tokens - 1 per draw, or
-      the prefill never charged;
+    - Meter.charge pays nothing (estimators run free);
+    - Meter.reserve with 10% slack (`flops > left * 1.1`);
+    - a meter that undercounts in Sampler.request: FLOPs recorded from
+      tokens - 1 per draw, or the prefill never charged;
 and, in collm/allocation/schedule.py, the schedule reading its signals
 without asking for the charge. The recount test alone kills each of them;
 the meter test kills all but the admission slack. The examples are
