@@ -374,7 +374,7 @@ class Scheduler:
             p = r.job.params
             groups.setdefault((p.temperature, p.top_p, p.top_k), []).append(r)
         for (t, top_p, top_k), rows in groups.items():
-            picked, lp = pick(np.stack([r.logits for r in rows]), t, top_p, [r.rng for r in rows], top_k)
+            picked, lp = pick(_stacked([r.logits for r in rows]), t, top_p, [r.rng for r in rows], top_k)
             for r, tok, lpv in zip(rows, picked, lp):
                 r.toks.append(int(tok))
                 r.lps.append(float(lpv))
@@ -404,6 +404,19 @@ class Scheduler:
         row.root.last_used = time.monotonic()
         if row in row.root.waiting:
             row.root.waiting.remove(row)
+
+
+def _stacked(rows: list[np.ndarray]) -> np.ndarray:
+    """The rows as one array: a view when they are consecutive rows of one array
+    (the last decode's logits, the common case), else a copy (vocab x 4 bytes a row)."""
+    base = rows[0].base
+    if base is not None and rows[0].flags.c_contiguous and all(r.base is base for r in rows):
+        step = rows[0].nbytes
+        start = rows[0].__array_interface__["data"][0]
+        if all(r.__array_interface__["data"][0] == start + i * step for i, r in enumerate(rows)):
+            return np.lib.stride_tricks.as_strided(rows[0], shape=(len(rows), rows[0].size),
+                                                   strides=(step, rows[0].itemsize), writeable=False)
+    return np.stack(rows)
 
 
 def _common_prefix(a, b) -> int:
