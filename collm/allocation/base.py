@@ -221,15 +221,19 @@ class Policy:
 
 
 def same_model(a: dict, b: dict) -> bool:
-    """By sha256 when both have one (a 16+ digit prefix is enough), else by name (case-insensitive)."""
+    """By sha256 when both have one (a 16+ digit prefix is enough), else by name
+    (case-insensitive) and, where both say it, the parameter count (a model
+    behind an upstream server is known by its id and the size given)."""
     sa, sb = str(a.get("sha256") or "").lower(), str(b.get("sha256") or "").lower()
     if sa and sb:
         return min(len(sa), len(sb)) >= 16 and (sa.startswith(sb) or sb.startswith(sa))
     na, nb = str(a.get("name") or "").lower(), str(b.get("name") or "").lower()
-    return bool(na) and na == nb
+    pa, pb = a.get("params") or 0, b.get("params") or 0
+    return bool(na) and na == nb and (not pa or not pb or int(pa) == int(pb))
 
 
 def describe_model(m: dict) -> str:
-    """A model identity in a message: its name and the start of its sha256."""
-    sha = str(m.get("sha256") or "")[:12] or "no sha256"
-    return f"{m.get('name') or 'another model'} ({sha})"
+    """A model identity in a message: its name and the start of its sha256, else its parameter count."""
+    sha = str(m.get("sha256") or "")[:12]
+    what = sha or (f"{int(m['params']):,} params" if m.get("params") else "no sha256")
+    return f"{m.get('name') or 'another model'} ({what})"
