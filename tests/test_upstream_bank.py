@@ -204,3 +204,28 @@ def test_serve_refuses_a_policy_made_for_another_model_naming_both(questions, tm
         assert "calibrated for model-a (135,000,000 params), not for model-b (135,000,000 params)" in err
         assert main(["serve", "--upstream", a.url, "--upstream-params", "360M", "--policy", str(pol)]) == 2
         assert "not for model-a (360,000,000 params)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("prompt_logprobs", [True, False])
+def test_calibrate_auto_compares_every_kind_the_bank_supports_and_writes_the_best(prompt_logprobs, questions,
+                                                                                   tmp_path, capsys):
+    out, pol = tmp_path / "bank.jsonl", tmp_path / "p.json"
+    with Served(fake(prompt_logprobs=prompt_logprobs)) as up:
+        assert build(up.url, questions, out) == 0
+    capsys.readouterr()
+    assert main(["calibrate", "--bank", str(out), "--policy", "auto", "--budget", "3", "--out", str(pol),
+                 "--seeds", "2"]) == 0
+    text = capsys.readouterr().out
+    table = text.split("\npolicy ")[0]  # the comparison, before the chosen policy's own lines
+    rows = {ln.split()[0]: ln for ln in table.splitlines() if ln.startswith("  ") and ln.split()[0] in
+            ("uniform", "schedule", "early-stop", "marginal")}
+    assert set(rows) == ({"uniform", "schedule", "early-stop", "marginal"} if prompt_logprobs
+                         else {"uniform", "early-stop", "marginal"})
+    best = [k for k, ln in rows.items() if ln.endswith("<- best")]
+    assert len(best) == 1
+    d = json.loads(pol.read_text())
+    assert d["kind"] == best[0] and d["model"]["name"] == "my-model" and d["model"]["params"] == 135_000_000
+    accs = {k: float(ln.split()[1]) for k, ln in rows.items()}
+    assert accs[best[0]] == max(accs.values())
+    if not prompt_logprobs:
+        assert "not tried: schedule: the bank holds no prompt-side signals" in text

@@ -169,6 +169,12 @@ class Policy:
     def check_state(self) -> None:
         """Raise ValueError when the learned state cannot run (a kind checks its own)."""
 
+    @property
+    def needs_prompt_signals(self) -> bool:
+        """Whether the policy reads prefix entropy or prompt NLL (which a bank from an
+        upstream without prompt log-probs lacks); the draw-only kinds do not."""
+        return False
+
     # ---- JSON ----
     def to_dict(self) -> dict:
         return {"collm_policy": FORMAT, "kind": self.kind, "collm_version": __version__, "model": self.model,
