@@ -116,7 +116,7 @@ def build(args):
     params = sampling_from_args(args)
     backend = backend_from_args(args)  # an upstream is reached and asked for its model here
     if args.upstream:
-        name = args.served_model_name or args.upstream_model or "collm"
+        name = args.served_model_name or backend.model or "collm"  # the upstream's own model id, as its clients know it
         in_flight = args.max_in_flight or 8 * len(args.upstream)
     else:
         name = args.served_model_name or args.model or backend.name
