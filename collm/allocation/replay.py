@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collm.bank.format import _key
+from collm.bank.format import _key, has_prompt_signals
 from collm.budget import Budget, make_budget
 from collm.errors import CollmError
 from collm.samplers import BankSampler, as_number
@@ -44,8 +44,10 @@ class BankView:
         self.rows = [p.i for p in bank.problems]
         self.max_tokens = int(max_tokens or bank.header.get("sampling", {}).get("max_tokens")
                               or max(int(A["ntok"].max()), int(A["greedy_n"].max())) or DEFAULT_MAX_TOKENS)
-        self.q_entropy = [p.q_entropy for p in bank.problems]
-        self.q_nll = [p.q_nll for p in bank.problems]
+        # None where the bank's model gave no prompt log-probs: a policy that reads them is refused
+        self.prompt_signals = has_prompt_signals(bank.header)
+        self.q_entropy = [p.q_entropy for p in bank.problems] if self.prompt_signals else None
+        self.q_nll = [p.q_nll for p in bank.problems] if self.prompt_signals else None
         self.mean_sample_tokens = float(np.minimum(A["ntok"], self.max_tokens).mean())
         ds = str(bank.header.get("dataset", "")).lower()
         # every GSM8K answer is a whole number >= 0: other answers are surely wrong

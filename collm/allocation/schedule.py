@@ -38,6 +38,10 @@ class Schedule(Policy):
         k: Count = 32
         signals: Annotated[list[Signal], Field(min_length=1)] = ["q_tokens", "prefix_entropy", "greedy_nll"]
 
+    @property
+    def needs_prompt_signals(self) -> bool:
+        return bool({"prefix_entropy", "prompt_nll"} & set(self.params["signals"]))
+
     def _signals(self, sampler) -> dict:
         vals = {}
         for name in self.params["signals"]:

@@ -43,8 +43,14 @@ next 10 s. Scaling out is the
 upstreams' job (vLLM data parallelism, more servers), not collm's.
 
 `params` (the upstream model's parameter count) is needed for FLOP
-accounting: 2 x params x tokens. Failures raise UpstreamError (HTTP 502 in
-the server) or UpstreamTimeout (504).
+accounting: 2 x params x tokens. max_in_flight caps the HTTP requests
+under way at once (a bank build's --concurrency). check() asks every
+upstream for its models before any work: unreachable, not serving the model
+asked for, or answering garbage is a CollmError there. The backend's
+identity() is the upstream's model id and the parameter count given, what
+bank headers and policy files record. Failures raise UpstreamError (HTTP
+502 in the server) or UpstreamTimeout (504); a response that is not what
+the OpenAI API returns is an UpstreamError too, never a traceback.
 """
 
 from __future__ import annotations
@@ -98,7 +104,7 @@ class RemoteBackend(Backend):
 
     def __init__(self, urls: str | Sequence[str], model: str | None = None, params: int = 0,
                  api_key: str | None = None, timeout: float = 120.0, context_length: int = 4096,
-                 chat_template: str | None = None, logprobs: bool = True):
+                 chat_template: str | None = None, logprobs: bool = True, max_in_flight: int | None = None):
         from openai import AsyncOpenAI
 
         urls = [urls] if isinstance(urls, str) else list(urls)
@@ -122,6 +128,10 @@ class RemoteBackend(Backend):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        if max_in_flight is not None and max_in_flight < 1:
+            raise CollmError(f"requests in flight must be at least 1 (got {max_in_flight})")
+        self.max_in_flight = max_in_flight
+        self._slots: asyncio.Semaphore | None = None  # made on the loop, on first use
 
     # ---- the background event loop ----
     def _run(self, coro, cancel: threading.Event | None = None):
@@ -154,6 +164,16 @@ class RemoteBackend(Backend):
             self._thread.join(timeout=5)
             self._loop = None
 
+    def _slot(self):
+        """A context that holds one of max_in_flight request slots (none when unlimited)."""
+        import contextlib
+
+        if self.max_in_flight is None:
+            return contextlib.nullcontext()
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.max_in_flight)
+        return self._slots
+
     # ---- upstream choice and errors ----
     def _order(self) -> list[int]:
         """Upstreams to try: reachable ones first, fewest in flight, round-robin among equals;
@@ -184,18 +204,71 @@ class RemoteBackend(Backend):
                 if e.status_code in (400, 404, 413, 422):
                     raise CollmError(f"upstream {self.urls[i]} refused the request: {msg}") from None
                 raise UpstreamError(f"upstream {self.urls[i]} failed with HTTP {e.status_code}: {msg}") from None
+            except (openai.APIError, AttributeError, TypeError, KeyError, IndexError, ValueError) as e:
+                # 200 with a body that is not the OpenAI API's (an HTML page, JSON without choices, ...)
+                raise UpstreamError(f"upstream {self.urls[i]} returned a response that is not the OpenAI API's "
+                                    f"({type(e).__name__}: {str(e)[:200]})") from None
             finally:
                 self._busy[i] -= 1
         raise last
 
     async def _model_name(self, i: int) -> str:
         if self.model is None:
-            models = await self._clients[i].models.list()
-            if not models.data:
+            served = await self._served(i)
+            if not served:
                 raise UpstreamError(f"upstream {self.urls[i]} serves no model")
-            self.model = models.data[0].id
+            self.model = served[0]
             self.model_id = f"remote:{self.model}@{','.join(self.urls)}"
         return self.model
+
+    async def _served(self, i: int) -> list[str]:
+        """The model ids upstream i lists at /v1/models."""
+        page = await self._clients[i].models.list()
+        data = getattr(page, "data", None)
+        if not isinstance(data, list) or not all(isinstance(getattr(m, "id", None), str) for m in data):
+            raise UpstreamError(f"upstream {self.urls[i]} answered /models with something that is not a model list")
+        return [m.id for m in data]
+
+    def check(self) -> None:
+        """Ask every upstream for its models: each must be reachable and serve
+        the model asked for (without one: the first upstream's first model,
+        which every other upstream must serve too). A CollmError otherwise."""
+
+        import openai
+
+        async def one(i):
+            try:
+                return await self._served(i)
+            except openai.APITimeoutError:
+                raise UpstreamTimeout(f"upstream {self.urls[i]} did not answer /models in {self.timeout:g} s") from None
+            except openai.APIConnectionError as e:
+                raise UpstreamError(f"cannot reach upstream {self.urls[i]}: {e}") from None
+            except openai.APIStatusError as e:
+                raise UpstreamError(f"upstream {self.urls[i]} answered /models with HTTP {e.status_code}: "
+                                    f"{_message(e)}") from None
+            except (openai.APIError, AttributeError, TypeError, ValueError) as e:
+                raise UpstreamError(f"upstream {self.urls[i]} answered /models with something that is not the "
+                                    f"OpenAI API's ({str(e)[:200]})") from None
+
+        async def work():
+            return await asyncio.gather(*(one(i) for i in range(len(self.urls))))
+
+        lists = self._run(work())
+        if self.model is None:
+            if not lists[0]:
+                raise UpstreamError(f"upstream {self.urls[0]} serves no model")
+            self.model = lists[0][0]
+            self.model_id = f"remote:{self.model}@{','.join(self.urls)}"
+        for url, served in zip(self.urls, lists):
+            if self.model not in served:
+                raise CollmError(f"upstream {url} does not serve the model {self.model!r}; it serves: "
+                                 f"{', '.join(served[:10]) or 'none'} (--upstream-model)")
+
+    def identity(self) -> dict:
+        """The upstream's model id and the parameter count given (no sha256: the
+        weights behind a server are not known): what a bank or policy made through
+        one URL is checked against when served through another."""
+        return {"name": self.model, "sha256": None, "params": self.params}
 
     # ---- generation ----
     async def _chat(self, i: int, prompt: Prompt, n: int, seed: int | None, kw: dict):
@@ -228,8 +301,9 @@ class RemoteBackend(Backend):
             a = {k: v for k, v in a.items() if v is not None}
             try:
                 # top_logprobs=1: the llama.cpp server returns no logprobs without it
-                r = await self._clients[i].chat.completions.create(
-                    **(dict(logprobs=True, top_logprobs=1) if use_lp else {}), **a)
+                async with self._slot():
+                    r = await self._clients[i].chat.completions.create(
+                        **(dict(logprobs=True, top_logprobs=1) if use_lp else {}), **a)
             except openai.BadRequestError:
                 if j == len(tries) - 1:
                     raise
@@ -287,8 +361,10 @@ class RemoteBackend(Backend):
     async def _score_one(self, i: int, prompt: Prompt) -> PromptScore:
         before, question, after = self.template.split(prompt)
         text = before + question + after
-        r = await self._clients[i].completions.create(model=await self._model_name(i), prompt=text, max_tokens=1,
-                                                      echo=True, logprobs=TOP_LOGPROBS, temperature=0.0)
+        model = await self._model_name(i)
+        async with self._slot():
+            r = await self._clients[i].completions.create(model=model, prompt=text, max_tokens=1,
+                                                          echo=True, logprobs=TOP_LOGPROBS, temperature=0.0)
         lp = r.choices[0].logprobs if r.choices else None
         if lp is None or not lp.token_logprobs or not lp.text_offset:
             raise CollmError(f"upstream {self.urls[i]} returns no prompt log-probs (echo with logprobs)")

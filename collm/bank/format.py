@@ -240,11 +240,21 @@ def _header(d, where: str) -> dict:
 def header_field(header: dict, path: tuple):
     """A header field by its path, e.g. ("sampling", "top_k"); None if absent.
     Banks written before collm had top_k sampled from the whole vocabulary,
-    so a missing top_k reads 0."""
+    so a missing top_k reads 0; banks written before headers said which
+    signals they hold all had the prompt-side ones, so a missing
+    signals.prompt reads true."""
     d = header
     for key in path:
         d = d.get(key) if isinstance(d, dict) else None
+    if d is None and path == ("signals", "prompt"):
+        return True
     return 0 if d is None and path == ("sampling", "top_k") else d
+
+
+def has_prompt_signals(header: dict) -> bool:
+    """Whether a bank holds the prompt-side signals (prefix entropy, prompt NLL):
+    false when its model's server gave no prompt log-probs (header signals.prompt)."""
+    return bool(header_field(header, ("signals", "prompt")))
 
 
 def encode_line(obj: dict) -> bytes:

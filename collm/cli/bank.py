@@ -1,4 +1,5 @@
-"""`collm bank build`: sample a dataset into a bank (resumable);
+"""`collm bank build`: sample a dataset (a named one, or your .jsonl/.csv file)
+into a bank, from an embedded model or an OpenAI-compatible upstream (resumable);
 `collm bank join`: banks of the same problems drawn with different seeds,
 joined into one with more samples per problem; `collm bank info`: a bank's
 header and size."""
@@ -9,24 +10,28 @@ import json
 import sys
 
 from collm.bank.build import build_bank, make_header, open_out
-from collm.cli.options import add_allow_ragged, add_model_args, add_sampling_args, backend_from_args, sampling_from_args
-from collm.datasets import load_dataset
+from collm.backends.remote import UpstreamError
+from collm.cli.options import (add_allow_ragged, add_dataset_args, add_model_args, add_sampling_args, backend_from_args,
+                               check_model_args, problems_from_args, sampling_from_args)
 from collm.errors import CollmError
+from collm.prompts import DEFAULT_SYSTEM
 from collm.types import DEFAULT_TEMPERATURE
 
 
 def add_parser(sub):
     p = sub.add_parser("bank", help="build or inspect a sample bank", description=__doc__)
     bsub = p.add_subparsers(dest="bank_command", metavar="ACTION")
-    b = bsub.add_parser("build", help="sample K graded answers per problem into a bank (resumes after a crash)")
+    b = bsub.add_parser("build", help="sample K graded answers per problem into a bank (resumes after a crash)",
+                        description="Sample K graded answers per problem into a bank, from an embedded model "
+                                    "(--model) or an OpenAI-compatible server (--upstream); resumable.")
     add_model_args(b, required=True)
-    b.add_argument("--dataset", required=True, help="dataset name (gsm8k, math500, svamp, ...)")
-    b.add_argument("--split", default="test")
-    b.add_argument("--offset", type=int, default=0, help="first dataset row")
-    b.add_argument("--limit", type=int, default=None, help="number of problems (default: all)")
+    add_dataset_args(b)
     b.add_argument("--k", type=int, required=True, help="samples per problem")
     add_sampling_args(b, temperature=DEFAULT_TEMPERATURE)
-    b.add_argument("--batch-size", type=int, default=4, help="problems per engine call")
+    b.add_argument("--batch-size", type=int, default=4, help="an embedded model: problems per engine call (default 4)")
+    b.add_argument("--concurrency", type=int, default=32,
+                   help="an upstream: requests in flight at once (default 32, what a vLLM server batches well; "
+                        "the problems under way when a build stops are redone by the resume)")
     b.add_argument("--out", required=True, help="bank file (JSONL); an existing one is resumed")
     b.add_argument("--keep-text", action="store_true",
                    help="store every sample's text in the bank (field t), for verifiers that read it")
@@ -64,32 +69,67 @@ def run(args) -> int:
     if args.bank_command != "build":
         args._bank_parser.print_help(sys.stderr)
         return 2
+    return _build(args)
+
+
+def _build(args) -> int:
     if args.k < 1:
         raise CollmError(f"--k must be at least 1 (got {args.k})")
     if args.batch_size < 1:
         raise CollmError(f"--batch-size must be at least 1 (got {args.batch_size})")
+    if args.concurrency < 1:
+        raise CollmError(f"--concurrency must be at least 1 (got {args.concurrency})")
     params = sampling_from_args(args)
     if params.temperature <= 0:
         raise CollmError("--temperature must be > 0 for sampled banks (the greedy decode is always added)")
+    check_model_args(args)
 
     from pathlib import Path
 
+    from collm.datasets import is_file_dataset
 
-    problems = load_dataset(args.dataset, args.split, args.offset, args.limit)
-    if not problems:
-        raise CollmError(f"no problems in {args.dataset}/{args.split} from row {args.offset}")
+    problems = problems_from_args(args)
     open_out(Path(args.out)).close()  # fail before the model loads, not after
-    backend = backend_from_args(args)
-    header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k, params=params,
-                         keep_text=args.keep_text)
+    remote = bool(args.upstream)
+    backend = backend_from_args(args, max_in_flight=args.concurrency if remote else None)
     try:
-        res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet)
+        signals = prompt_signals(backend, problems[0], args.system or DEFAULT_SYSTEM) if remote else True
+        fields = ({"question": args.question_field or "question", "answer": args.answer_field or "answer"}
+                  if is_file_dataset(args.dataset) else None)
+        header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
+                             params=params, system=args.system or DEFAULT_SYSTEM, keep_text=args.keep_text,
+                             prompt_signals=signals, fields=fields)
+        if not signals:
+            print(f"note: {', '.join(args.upstream)} gives no prompt log-probs: the bank holds no prefix entropy "
+                  "or prompt NLL (policies that need them will refuse it; early-stop and marginal do not)",
+                  file=sys.stderr)
+        res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet,
+                         concurrency=args.concurrency if remote else None)
     except KeyboardInterrupt:
         print(f"stopped: every finished problem is saved in {args.out}; run the same command to resume",
               file=sys.stderr)
+        raise
+    except CollmError as e:
+        if isinstance(e, UpstreamError) or "upstream" in str(e):
+            raise CollmError(f"{e}; every finished problem is saved in {args.out}: run the same command to "
+                             "resume") from None
         raise
     finally:
         backend.close()
     print(f"{res['path']}: {res['done']} problems written, {res['skipped']} already there, {res['total']} in all",
           file=sys.stderr)
     return 0
+
+
+def prompt_signals(backend, problem, system) -> bool:
+    """Whether the upstream gives prompt log-probs (echo + logprobs), tried on one
+    problem: a refusal or an answer without them is no; a failure is an error."""
+    from collm.prompts import Prompt
+
+    try:
+        backend.score_prompt([Prompt(problem.question, system=system, id=problem.id)])
+    except UpstreamError:
+        raise
+    except CollmError:  # refused (4xx) or answered without prompt log-probs
+        return False
+    return True

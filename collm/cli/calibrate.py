@@ -3,12 +3,22 @@
     collm calibrate --bank BANK.jsonl --policy marginal --budget 8 --out policy.json
     collm calibrate --bank BANK.jsonl --policy schedule --flops 1.5e12 --out policy.json
     collm calibrate --bank BANK.jsonl --strategies --out model.strategies.json
+    collm calibrate --bank BANK.jsonl --policy auto --budget 4 --out policy.json
 
 --budget is average generations per problem (the greedy pass counts as one),
 --flops average FLOPs per problem. The figures printed (and stored in the
 file's "cv") come from two-fold cross-validation: fitted on half the
 problems, replayed on the other half, and swapped; never in-sample. The
 policy written is then fitted on the whole bank.
+
+--policy auto cross-validates every kind the bank supports (schedule needs
+the prompt-side signals, which a bank from an upstream without prompt
+log-probs lacks) at the budget, prints the comparison and writes the one
+with the best held-out accuracy (the fewest FLOPs among equals).
+
+The policy file records the bank's model (name, sha256 or an upstream's
+model id, parameter count): `collm serve` and `collm ask` refuse it for
+another model.
 
 --strategies fits the per-bin strategy policy instead (collm.strategies.select:
 the strategy per predicted difficulty bin and budget, chosen by two-fold
@@ -24,7 +34,7 @@ from collm.allocation import BankView, get_policy
 from collm.allocation.evaluate import compute_ratio, cross_validate, uniform_points
 from collm.answers.program import require_sandbox
 from collm.bank import load_bank
-from collm.bank.format import file_sha256
+from collm.bank.format import file_sha256, has_prompt_signals
 from collm.budget import minimum_flops
 from collm.cli.eval import _ks
 from collm.cli.options import add_allow_ragged
@@ -36,7 +46,9 @@ def add_parser(sub):
     p = sub.add_parser("calibrate", help="fit a policy on a sample bank for a budget",
                        description=__doc__.split("\n\n")[0])
     p.add_argument("--bank", required=True, help="sample bank (JSONL)")
-    p.add_argument("--policy", default=None, help="uniform, schedule, early-stop or marginal")
+    p.add_argument("--policy", default=None,
+                   help="uniform, schedule, early-stop, marginal, or auto (each the bank supports, cross-validated: "
+                        "the best is written)")
     p.add_argument("--strategies", action="store_true",
                    help="fit the per-bin strategy policy (strategy per predicted difficulty bin and budget)")
     g = p.add_mutually_exclusive_group()
@@ -67,6 +79,10 @@ def run(args) -> int:
     if args.execute_code:  # refused before any work where the sandbox is missing
         require_sandbox()
     bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
+    if args.strategies and not has_prompt_signals(bank.header):
+        raise CollmError(f"{args.bank}: the strategy policy predicts difficulty bins from prefix entropy and prompt "
+                         "NLL, and the bank holds no prompt-side signals (its model's server gives no prompt "
+                         "log-probs); calibrate an allocation policy instead: --policy early-stop, marginal or auto")
     if args.execute_code:
         bank = bank.with_program_answers()
     if args.strategies:
@@ -75,11 +91,10 @@ def run(args) -> int:
 
 
 def _allocation(args, bank, seeds: int) -> int:
-    from tqdm import tqdm
-
-
     view = BankView(bank, args.model_params)
-    get_policy(args.policy)  # unknown names fail before any work
+    kinds = _kinds(view) if args.policy == "auto" else [args.policy]
+    for kind in kinds:
+        get_policy(kind)  # unknown names fail before any work
     if args.budget is not None:
         view.budget(samples=args.budget)  # refuses <= 0 and < 1, stating the minimum
         if args.budget > view.K + 1:
@@ -89,28 +104,62 @@ def _allocation(args, bank, seeds: int) -> int:
         least = minimum_flops(view.A["prompt_tokens"], view.params, view.max_tokens) / len(view)
         if args.flops < least:
             raise CollmError(f"--flops {args.flops:.4g} is below the minimum {least:.4g}")
-    bar = tqdm(total=2 * args.splits + 1, desc=f"calibrating {args.policy}", file=sys.stderr, leave=False)
-    cv = cross_validate(view, args.policy, samples=args.budget, flops=args.flops, seeds=range(seeds),
-                        splits=range(args.splits), progress=lambda: bar.update())
-    pts = uniform_points(view, range(max(20, seeds)))
-    r = compute_ratio(pts, cv["accuracy"], cv["flops"])
-    cv.update({"ratio_to_uniform": r["ratio"], "ratio_bound": r["bound"], "bank": bank.path,
-               "bank_sha256": file_sha256(bank.path), "problems": len(view)})
-    pol = get_policy(args.policy).fit(view, samples=args.budget, flops=args.flops)
-    bar.update()
-    bar.close()
-    pol.cv = cv
+    cvs = {kind: _cross_validated(args, view, bank, kind, seeds) for kind in kinds}
+    best = min(kinds, key=lambda k: (-round(cvs[k]["accuracy"], 6), cvs[k]["flops"]))
+    pol = get_policy(best).fit(view, samples=args.budget, flops=args.flops)
+    pol.cv = cvs[best]
     pol.save(args.out)
+    cv = cvs[best]
     if args.json:
         print(json.dumps({"policy": pol.get_params(), "state": _small(pol.state), "kind": pol.kind, "cv": cv,
-                          "out": args.out}, indent=1))
+                          "out": args.out, **({"compared": cvs} if len(kinds) > 1 else {})}, indent=1))
         return 0
+    if len(kinds) > 1:
+        print(_comparison(cvs, best, view))
     print(f"policy {pol.kind} calibrated on {len(view)} problems of {bank.path} -> {args.out}")
     print(f"two-fold cross-validated ({cv['folds']} folds x {cv['seeds']} seeds), on problems it was not fitted on:")
     print(f"  accuracy {cv['accuracy']:.3f}  generations/problem {cv['samples']:.2f}  "
           f"FLOPs/problem {cv['flops']:.3g} (estimators {cv['estimator_flops']:.3g})")
-    print(f"  uniform majority needs {r['ratio']:.2f}x {'or more ' if r['bound'] == '>=' else ''}the FLOPs for this accuracy")
+    print(f"  uniform majority needs {cv['ratio_to_uniform']:.2f}x {'or more ' if cv['ratio_bound'] == '>=' else ''}"
+          "the FLOPs for this accuracy")
     return 0
+
+
+def _kinds(view) -> list[str]:
+    """The policy kinds this bank can calibrate (all, less those that read prompt-side signals it lacks)."""
+    return [k for k in ("uniform", "schedule", "early-stop", "marginal")
+            if view.prompt_signals or not get_policy(k).needs_prompt_signals]
+
+
+def _cross_validated(args, view, bank, kind: str, seeds: int) -> dict:
+    """Two-fold cross-validated figures of one kind at the budget, and its FLOPs ratio to uniform."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=2 * args.splits, desc=f"calibrating {kind}", file=sys.stderr, leave=False)
+    try:
+        cv = cross_validate(view, kind, samples=args.budget, flops=args.flops, seeds=range(seeds),
+                            splits=range(args.splits), progress=lambda: bar.update())
+    finally:
+        bar.close()
+    pts = uniform_points(view, range(max(20, seeds)))
+    r = compute_ratio(pts, cv["accuracy"], cv["flops"])
+    cv.update({"ratio_to_uniform": r["ratio"], "ratio_bound": r["bound"], "bank": bank.path,
+               "bank_sha256": file_sha256(bank.path), "problems": len(view)})
+    return cv
+
+
+def _comparison(cvs: dict, best: str, view) -> str:
+    skipped = [k for k in ("uniform", "schedule", "early-stop", "marginal") if k not in cvs]
+    lines = ["two-fold cross-validated, each kind at the same budget:",
+             "  policy      accuracy  generations  FLOPs/problem  uniform needs"]
+    for kind, cv in cvs.items():
+        ratio = f"{cv['ratio_to_uniform']:.2f}x" + ("+" if cv["ratio_bound"] == ">=" else "")
+        lines.append(f"  {kind:<10}  {cv['accuracy']:.3f}     {cv['samples']:11.2f}  {cv['flops']:13.3g}  "
+                     f"{ratio:>13}" + ("   <- best" if kind == best else ""))
+    if skipped:
+        lines.append(f"  (not tried: {', '.join(skipped)}: "
+                     + ("the bank holds no prompt-side signals)" if not view.prompt_signals else "not applicable)"))
+    return "\n".join(lines)
 
 
 def _small(state: dict) -> dict:

@@ -4,7 +4,7 @@ pass@k coverage, Snell et al.'s five difficulty bins and the oracle
 per-problem frontier (the upper bound for any per-problem allocation);
 with --policy, how allocation policies do on the same draws.
 
-`collm eval --live --model M --dataset D --out FILE [--policy P --budget B | --uniform N]`:
+`collm eval --live --model M|--upstream URL --dataset D --out FILE [--policy P --budget B | --uniform N]`:
 real questions answered live, with accuracy, cost, wall time and latency
 (collm.cli.live)."""
 
@@ -17,7 +17,7 @@ from collm.answers.program import require_sandbox
 from collm.bank.evaluate import cost_to_reach, evaluate
 from collm.bank.format import load_bank, merge_banks
 from collm.cli import live
-from collm.cli.options import add_allow_ragged, add_model_args, add_sampling_args, backend_from_args
+from collm.cli.options import add_allow_ragged, add_dataset_args, add_model_args, add_sampling_args, backend_from_args
 from collm.errors import CollmError
 
 
@@ -41,12 +41,7 @@ def add_parser(sub):
     live = p.add_argument_group("live (--live): answer real questions with a live model")
     live.add_argument("--live", action="store_true", help="answer the dataset's questions live instead of replaying a bank")
     add_model_args(live)
-    live.add_argument("--dataset", default=None, help="dataset name (gsm8k, ...) or your own .jsonl/.csv file")
-    live.add_argument("--split", default="test")
-    live.add_argument("--offset", type=int, default=0, help="first dataset row")
-    live.add_argument("--limit", type=int, default=None, help="number of questions (default: all)")
-    live.add_argument("--task", default=None, help="answer task (default: the dataset's)")
-    live.add_argument("--system", default=None, help="system message (default: reason step by step, answer in \\boxed{})")
+    add_dataset_args(live, required=False)
     live.add_argument("--budget", type=float, default=None, help="most generations any question may get (default: the policy's own)")
     live.add_argument("--uniform", type=int, default=None, metavar="N", help="uniform best-of-N instead of a policy")
     live.add_argument("--concurrency", type=int, default=8, help="questions answered at once (default 8)")

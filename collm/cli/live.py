@@ -3,6 +3,8 @@
     collm eval --live --model qwen2.5-coder-0.5b --dataset gsm8k --offset 640 --limit 40 \\
         --policy default --out live.jsonl              # the policy decides each question's budget
     collm eval --live ... --uniform 8 --out uni8.jsonl   # uniform best-of-8, for comparison
+    collm eval --live --upstream http://127.0.0.1:8000/v1 --upstream-params 0.5B --dataset mine.jsonl \\
+        --task number --policy policy.json --out live.jsonl   # your model behind vLLM, your questions
 
 Each question is one request, as a server would see it: up to --concurrency
 of them run at once on the engine (which batches them together), and each
@@ -31,8 +33,7 @@ from tqdm import tqdm
 from collm.answers import get_task
 from collm.bank.evaluate import bootstrap_ci
 from collm.bank.format import file_sha256
-from collm.cli.options import sampling_from_args
-from collm.datasets import load_dataset
+from collm.cli.options import check_model_args, problems_from_args, sampling_from_args
 from collm.errors import CollmError
 from collm.pipeline import params_for, plan_request, run_plan
 from collm.policies import policy_for
@@ -95,9 +96,8 @@ def check(args) -> list:
     if args.concurrency < 1:
         raise CollmError(f"--concurrency must be at least 1 (got {args.concurrency})")
     sampling_from_args(args)
-    problems = load_dataset(args.dataset, args.split, args.offset, args.limit)
-    if not problems:
-        raise CollmError(f"no problems in {args.dataset}/{args.split} from row {args.offset}")
+    check_model_args(args)
+    problems = problems_from_args(args)
     get_task(args.task or problems[0].task)
     return problems
 

@@ -7,7 +7,8 @@ one aggregated answer, spending samples where they change the answer.
 
 With --model the model runs in this process (llama.cpp or torch); with
 --upstream the samples come from OpenAI-compatible servers (vLLM, SGLang,
-llama.cpp server, Ollama), load-balanced. API keys are read from
+llama.cpp server, Ollama), load-balanced (collm.cli.options: the same
+upstream options as every command that uses a model). API keys are read from
 --api-key, --api-key-file (one a line) or COLLM_API_KEYS (comma-separated):
 a file or the environment keeps them out of the process list.
 """
@@ -17,27 +18,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
-from urllib.parse import urlparse
 
 from collm.answers import get_task
-from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, sampling_from_args
+from collm.cli.options import add_model_args, add_sampling_args, backend_from_args, check_model_args, sampling_from_args
 from collm.errors import CollmError
-from collm.policies import policy_for
+from collm.policies import load_policy, policy_for
 from collm.types import DEFAULT_TEMPERATURE
 
 
 def add_parser(sub):
     p = sub.add_parser("serve", help="run the OpenAI-compatible server")
-    src = p.add_argument_group("model (one of)")
-    add_model_args(src)
-    src.add_argument("--upstream", action="append", default=[], metavar="URL",
-                     help="an OpenAI-compatible server's base URL, e.g. http://127.0.0.1:8001/v1 (repeat to load-balance)")
-    up = p.add_argument_group("upstream")
-    up.add_argument("--upstream-model", default=None, help="model name on the upstream (default: its first model)")
-    up.add_argument("--upstream-params", type=int, default=None,
-                    help="parameter count of the upstream model, for FLOP accounting (2 x params x tokens)")
-    up.add_argument("--upstream-timeout", type=float, default=120.0, help="seconds per upstream request (default 120)")
-    up.add_argument("--upstream-context", type=int, default=4096, help="the upstream model's context length")
+    add_model_args(p.add_argument_group("model: embedded (--model) or OpenAI-compatible upstreams (--upstream)"))
     p.add_argument("--policy", default="default",
                    help="how many samples a request gets: 'default' (the policy shipped for the model, else an "
                         "uncalibrated early-stop), 'none' (--default-n for every request), or a policy file of any "
@@ -86,12 +77,7 @@ def _keys(args) -> list[str]:
 
 
 def _validate(args) -> None:
-    if args.upstream and (args.model or args.engine):
-        raise CollmError("give either --model/--engine (embedded) or --upstream URLs, not both")
-    for u in args.upstream:
-        parsed = urlparse(u)
-        if parsed.scheme not in ("http", "https") or not parsed.hostname:
-            raise CollmError(f"--upstream {u!r} is not an http(s) URL like http://127.0.0.1:8001/v1")
+    check_model_args(args)
     if not 0 < args.port < 65536:
         raise CollmError(f"--port must be in 1..65535 (got {args.port})")
     for name in ("default_n", "max_n", "max_tokens_limit", "max_prompt_chars", "max_queue"):
@@ -103,14 +89,14 @@ def _validate(args) -> None:
         raise CollmError(f"--default-n {args.default_n} is over --max-n {args.max_n}")
     if args.max_tokens > args.max_tokens_limit:
         raise CollmError(f"--max-tokens {args.max_tokens} is over --max-tokens-limit {args.max_tokens_limit}")
-    for name in ("tokens_per_s", "burst", "key_tokens_per_s", "key_burst", "timeout", "upstream_timeout"):
+    for name in ("tokens_per_s", "burst", "key_tokens_per_s", "key_burst", "timeout"):
         v = getattr(args, name)
         if v is not None and v <= 0:
             raise CollmError(f"--{name.replace('_', '-')} must be > 0")
-    if args.policy not in ("default", "none") and not os.path.isfile(args.policy):
-        raise CollmError(f"policy file not found: {args.policy} (or use --policy default / none)")
-    if args.upstream and args.upstream_params is None:
-        raise CollmError("--upstream needs --upstream-params (the model's parameter count, for FLOP accounting)")
+    if args.policy not in ("default", "none"):
+        if not os.path.isfile(args.policy):
+            raise CollmError(f"policy file not found: {args.policy} (or use --policy default / none)")
+        load_policy(args.policy)  # a malformed file is refused before any model loads or upstream is asked
 
 
 def _loopback(host: str) -> bool:
@@ -128,19 +114,18 @@ def build(args):
 
     keys = _keys(args)
     params = sampling_from_args(args)
+    backend = backend_from_args(args)  # an upstream is reached and asked for its model here
     if args.upstream:
-        from collm.backends.remote import RemoteBackend
-
-        backend = RemoteBackend(args.upstream, model=args.upstream_model, params=args.upstream_params,
-                                api_key=os.environ.get("COLLM_UPSTREAM_API_KEY"), timeout=args.upstream_timeout,
-                                context_length=args.upstream_context)
-        name = args.served_model_name or args.upstream_model or "collm"
+        name = args.served_model_name or backend.model or "collm"  # the upstream's own model id, as its clients know it
         in_flight = args.max_in_flight or 8 * len(args.upstream)
     else:
-        backend = backend_from_args(args)
         name = args.served_model_name or args.model or backend.name
         in_flight = args.max_in_flight or (8 if backend.thread_safe else 1)  # an engine that batches calls: 8
-    policy = policy_for(backend, args.policy, task_name(args))
+    try:
+        policy = policy_for(backend, args.policy, task_name(args))  # refused if made for another model
+    except BaseException:
+        backend.close()
+        raise
     burst = args.burst or (60 * args.tokens_per_s if args.tokens_per_s else None)
     key_burst = args.key_burst or (60 * args.key_tokens_per_s if args.key_tokens_per_s else None)
     cfg = ServeConfig(model_name=name, api_keys=keys, default_n=args.default_n, max_n=args.max_n,

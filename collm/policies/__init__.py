@@ -67,12 +67,16 @@ def load_policy(path, model: dict | None = None) -> Policy | StrategyPolicy | Th
     path = Path(path)
     d = read_json(path, "policy file")
     kind = kind_of(d)
+    pol = None
     if kind == "allocation":
-        return Policy.from_file(path, model)
-    if kind == "strategy":
-        return StrategyPolicy.from_file(path, model)
-    if kind == "thresholds":
-        return ThresholdPolicy.from_dict(d, str(path))
+        pol = Policy.from_file(path, model)
+    elif kind == "strategy":
+        pol = StrategyPolicy.from_file(path, model)
+    elif kind == "thresholds":
+        pol = ThresholdPolicy.from_dict(d, str(path))
+    if pol is not None:
+        pol.source = path.name  # what the server's collm object names (policy_label)
+        return pol
     raise CollmError(f"{path}: not a collm policy file (no {ALLOCATION_KEY!r}, {STRATEGY_KEY!r} or "
                      "\"kind\": \"thresholds\")")
 
@@ -100,6 +104,21 @@ def default_policy_path(model: dict, key: str = ALLOCATION_KEY, answers: str | N
             else:
                 plain = plain or p
     return (program or plain) if answers == "program" else plain
+
+
+def policy_label(policy) -> str | None:
+    """The policy in a word or three, for answers: its file, kind and the model
+    it was calibrated for ("policy.json: early-stop, calibrated for smollm2"),
+    or "early-stop (uncalibrated fallback)"; None without a policy."""
+    if policy is None:
+        return None
+    kind = getattr(policy, "kind", None) or type(policy).__name__
+    kind = "strategy" if kind == "StrategyPolicy" else kind
+    source = getattr(policy, "source", None)
+    if source is None:
+        return f"{kind} (uncalibrated fallback)"
+    name = (getattr(policy, "model", None) or {}).get("name")
+    return f"{source}: {kind}" + (f", calibrated for {name}" if name else "")
 
 
 def fallback_policy(model: dict) -> Policy:
@@ -135,4 +154,4 @@ def policy_for(backend, spec: str | None = "default", task=None, kind: str = ALL
 
 
 __all__ = ["ALLOCATION_KEY", "FALLBACK", "POLICIES", "STRATEGY_KEY", "default_policy_path", "fallback_policy",
-           "kind_of", "load_policy", "policy_for", "policy_kind", "shipped_policies"]
+           "kind_of", "load_policy", "policy_for", "policy_kind", "policy_label", "shipped_policies"]

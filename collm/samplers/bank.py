@@ -86,7 +86,9 @@ class BankSampler(Sampler):
         if name in ("prefix_entropy", "prompt_nll"):
             src = self._q_entropy if name == "prefix_entropy" else self._q_nll
             if src is None:
-                raise CollmError(f"this bank replay was not given {name}")
+                raise CollmError(f"this policy needs {name.replace('_', ' ')}, and the bank holds no prompt-side "
+                                 "signals (its model's server gives no prompt log-probs: header signals.prompt is "
+                                 "false); use a policy that needs only the draws: early-stop, marginal or uniform")
             kk = k if name == "prefix_entropy" else 10**9
             vals = np.array([float(np.mean(x[:kk])) if len(x) else 0.0 for x in src])
             n = np.array([min(len(x), kk) for x in src])

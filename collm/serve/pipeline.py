@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from collm.answers import Task, get_task
 from collm.errors import CollmError
 from collm.pipeline import Plan, ladder_budget, params_for, plan_request, run_plan
+from collm.policies import policy_label
 from collm.prompts import DEFAULT_SYSTEM, Prompt
 from collm.serve import schemas as S
 from collm.serve.config import ApiError, ServeConfig
@@ -51,6 +52,7 @@ class Result:
     difficulty: float | None
     task: str
     budget: S.BudgetInfo
+    policy: str | None = None  # the policy that decided (collm.policies.policy_label)
 
 
 def messages_to_prompt(messages: list[S.ChatMessage]) -> Prompt:
@@ -106,6 +108,7 @@ class Server:
 
     def __init__(self, backend, cfg: ServeConfig, policy, metrics):
         self.backend, self.cfg, self.policy, self.metrics = backend, cfg, policy, metrics
+        self.policy_label = policy_label(policy)
         self.lock = None if backend.thread_safe else threading.Lock()
         self._executor: ThreadPoolExecutor | None = None
         self._limiter: Limiter | None = None
@@ -192,7 +195,8 @@ class Server:
             return Result(ans, usage, difficulty, req.task.name,
                           S.BudgetInfo(source=plan.source, requested=requested, allowed=n, used=ans.n,
                                        load_shrunk=n < requested, load_factor=round(factor, 4),
-                                       queued=lim.queued, bucket_level=round(lim.level, 1)))
+                                       queued=lim.queued, bucket_level=round(lim.level, 1)),
+                          self.policy_label if plan.policy is not None or plan.source == "policy" else None)
         finally:
             if charge is not None:  # failed or cancelled: give the budget back
                 charge.settle(0.0)

@@ -23,7 +23,7 @@ def collm_info(result) -> S.CollmInfo:
     ans = result.ans
     return S.CollmInfo(answer=ans.answer, votes={k: float(v) for k, v in ans.votes.items()}, samples=ans.n,
                        strategy=ans.strategy, task=result.task, difficulty=result.difficulty,
-                       flops=result.usage.flops, budget=result.budget)
+                       flops=result.usage.flops, budget=result.budget, policy=result.policy)
 
 
 def usage_out(usage) -> S.UsageOut:

@@ -194,6 +194,9 @@ class CollmInfo(BaseModel):
                                      "null when not measured")
     flops: float
     budget: BudgetInfo
+    policy: str | None = Field(None, description="the policy that decided the budget: its file, kind and the model "
+                                                 "it was calibrated for, or '(uncalibrated fallback)'; null when the "
+                                                 "client's n or no policy decided")
 
 
 class ChatChoiceMessage(BaseModel):
