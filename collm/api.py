@@ -93,16 +93,10 @@ class Collm:
 
 def _upstream(urls, params, model, api_key, timeout, other):
     """The RemoteBackend for upstream=, reached and asked for its model."""
-    from collm.backends.remote import RemoteBackend
+    from collm.backends.remote import RemoteBackend, reached
 
     if other:
         raise CollmError("give upstream= or model/engine/backend, not both")
     if not params:
         raise CollmError("upstream= needs upstream_params= (the model's parameter count, for FLOP accounting)")
-    backend = RemoteBackend(urls, model=model, params=int(params), api_key=api_key, timeout=timeout)
-    try:
-        backend.check()
-    except BaseException:
-        backend.close()
-        raise
-    return backend
+    return reached(RemoteBackend(urls, model=model, params=int(params), api_key=api_key, timeout=timeout))

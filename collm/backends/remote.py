@@ -439,3 +439,13 @@ def matched_stop(choice, stop) -> tuple[str | None, bool]:
             v = extra[key]
             return (v if isinstance(v, str) and v in stop else None), True
     return None, False
+
+
+def reached(backend: RemoteBackend) -> RemoteBackend:
+    """The backend after check() (every upstream reached and asked for its model); closed if that fails."""
+    try:
+        backend.check()
+    except BaseException:
+        backend.close()
+        raise
+    return backend

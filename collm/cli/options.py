@@ -163,15 +163,9 @@ def backend_from_args(args, max_in_flight: int | None = None):
     check_model_args(args)
     if not getattr(args, "upstream", None):
         return backends.load_backend(args.model, args.engine)
-    from collm.backends.remote import RemoteBackend
+    from collm.backends.remote import RemoteBackend, reached
 
-    backend = RemoteBackend(args.upstream, model=args.upstream_model, params=args.upstream_params,
-                            api_key=args.upstream_api_key or os.environ.get(UPSTREAM_KEY_ENV),
-                            timeout=args.upstream_timeout, context_length=args.upstream_context,
-                            max_in_flight=max_in_flight)
-    try:
-        backend.check()
-    except BaseException:
-        backend.close()
-        raise
-    return backend
+    return reached(RemoteBackend(args.upstream, model=args.upstream_model, params=args.upstream_params,
+                                 api_key=args.upstream_api_key or os.environ.get(UPSTREAM_KEY_ENV),
+                                 timeout=args.upstream_timeout, context_length=args.upstream_context,
+                                 max_in_flight=max_in_flight))
