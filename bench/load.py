@@ -64,8 +64,9 @@ def free_port() -> int:
     return port
 
 
-def workload(bank_path: str, count: int) -> list[dict]:
-    """count questions, alternating easy (bank pass rate >= 0.5) and hard, in bank order (deterministic)."""
+def workload(bank_path: str, count: int, order: str = "balanced") -> list[dict]:
+    """count questions in bank order (deterministic): alternating easy (bank pass rate >= 0.5) and hard
+    (order 'balanced'), or as they come (order 'natural': the dataset's own mix)."""
     from collm.bank import load_bank
     from collm.datasets import load_dataset
 
@@ -76,7 +77,9 @@ def workload(bank_path: str, count: int) -> list[dict]:
         rate = sum(s.ok for s in p.samples) / len(p.samples)
         (easy if rate >= 0.5 else hard).append(p.i)
     out = []
-    for e, h in zip(easy, hard):
+    if order == "natural":
+        out = [{"i": p.i, "kind": "easy" if p.i in set(easy) else "hard"} for p in bank.problems]
+    for e, h in zip(easy, hard) if order == "balanced" else ():
         out += [{"i": e, "kind": "easy"}, {"i": h, "kind": "hard"}]
     if len(out) < count:
         raise SystemExit(f"the bank has only {len(out)} easy/hard questions; ask for fewer requests")
@@ -181,6 +184,8 @@ def fit_policy(args, questions: list[dict]) -> str:
     bank = load_bank(args.bank)
     used = {q["i"] for q in questions}
     rest = [j for j, p in enumerate(bank.problems) if p.i not in used]
+    if any(bank.problems[j].i >= 640 for j in rest):  # the data rule: GSM8K test rows >= 640 are never fitted on
+        raise SystemExit("--fit would fit on GSM8K test rows >= 640 (evaluation only): use the shipped policy")
     pol = get_policy(kind).fit(BankView(bank).subset(rest), samples=float(samples or 8))
     pol.model = ReplayBackend(bank).identity()
     path = str(Path(args.out).with_suffix(f".{kind}.policy.json"))
@@ -293,7 +298,10 @@ def main(argv=None) -> int:
     p.add_argument("--mode", choices=["live", "replay"], default="live")
     p.add_argument("--model", default="smollm2-135m", help="live mode: the model `collm serve` loads")
     p.add_argument("--engine", default=None)
-    p.add_argument("--bank", default=BANK, help="the bank the questions (and replay samples) come from")
+    p.add_argument("--bank", default=BANK, help="the bank the questions (and replay samples) come from; its pass "
+                   "rates label them easy or hard (held-out test rows >= 640: bench/results/gsm8k_heldout_qwen05b_k32.jsonl)")
+    p.add_argument("--order", choices=["balanced", "natural"], default="balanced",
+                   help="balanced: alternate easy and hard questions; natural: the bank's order and mix")
     p.add_argument("--policy", default="default", help="the adaptive configuration's --policy")
     p.add_argument("--fit", default=None, metavar="KIND:SAMPLES",
                    help="fit a collm.allocation policy (e.g. early-stop:8) on the bank's questions outside the "
@@ -312,7 +320,7 @@ def main(argv=None) -> int:
     if args.requests < 2 or args.concurrency < 1 or args.max_tokens < 1:
         p.error("--requests >= 2, --concurrency >= 1, --max-tokens >= 1")
 
-    questions = workload(args.bank, args.requests)
+    questions = workload(args.bank, args.requests, args.order)
     policy, label = args.policy, args.policy
     if args.fit:
         policy = fit_policy(args, questions)
@@ -333,7 +341,9 @@ def main(argv=None) -> int:
     what = (f"live `collm serve --model {args.model}`, max_tokens {args.max_tokens}" if args.mode == "live" else
             "replay of the shared bank (Qwen2.5-Coder-0.5B samples, max_tokens 400); latency = server overhead only")
     text = (f"\n## {what}\n\n- command: `{cmd}`\n- machine: {machine()}\n- date: {dt.date.today().isoformat()}\n"
-            f"- workload: {args.requests} GSM8K test questions, half easy / half hard, concurrency "
+            f"- workload: {args.requests} GSM8K test questions from `{Path(args.bank).name}` (rows "
+            f"{min(q['i'] for q in questions)}-{max(q['i'] for q in questions)}), "
+            f"{'half easy / half hard' if args.order == 'balanced' else 'in order, the natural mix'}, concurrency "
             f"{args.concurrency}, loopback, max {args.max_n} samples per request\n\n{table(rows)}\n")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "a") as f:

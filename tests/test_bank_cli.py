@@ -146,3 +146,15 @@ def test_plan_takes_allow_ragged():
 
     args = build_parser().parse_args(["plan", "--bank", "b.jsonl", "--allow-ragged"])
     assert args.allow_ragged
+
+
+def test_calibrate_refuses_gsm8k_test_rows_kept_for_evaluation(tmp_path, capsys):
+    out = str(tmp_path / "p.json")
+    cmd = ["calibrate", "--policy", "uniform", "--budget", "1.5", "--seeds", "1", "--out", out, "--bank"]
+    held_out = bank_file(tmp_path, {**LINE, "i": 1}, {**LINE, "i": 640}, name="test.jsonl")
+    assert main(cmd + [held_out]) == 2
+    assert "1 problems are GSM8K test rows >= 640 (from row 640)" in capsys.readouterr().err
+    assert not Path(out).exists()
+    train_head = {"collm_bank": 1, "model": {"name": "m", "params": 10}, "dataset": "gsm8k", "split": "train"}
+    train = bank_file(tmp_path, {**LINE, "i": 1}, {**LINE, "i": 640}, head=train_head, name="train.jsonl")
+    assert main(cmd + [train]) == 0 and Path(out).exists()

@@ -79,6 +79,7 @@ def run(args) -> int:
     if args.execute_code:  # refused before any work where the sandbox is missing
         require_sandbox()
     bank = load_bank(args.bank, allow_ragged=args.allow_ragged)
+    _refuse_evaluation_rows(bank)
     if args.strategies and not has_prompt_signals(bank.header):
         raise CollmError(f"{args.bank}: the strategy policy predicts difficulty bins from prefix entropy and prompt "
                          "NLL, and the bank holds no prompt-side signals (its model's server gives no prompt "
@@ -88,6 +89,19 @@ def run(args) -> int:
     if args.strategies:
         return _strategies(args, bank, seeds)
     return _allocation(args, bank, seeds)
+
+
+EVALUATION_ROWS = {("gsm8k", "test"): 640}  # (dataset, split) -> first row kept for evaluation only
+
+
+def _refuse_evaluation_rows(bank) -> None:
+    """collm's data rule: GSM8K test rows >= 640 hold its held-out claims, so nothing is fitted on them."""
+    first = EVALUATION_ROWS.get((bank.header.get("dataset"), bank.header.get("split")))
+    rows = [p.i for p in bank.problems if first is not None and p.i >= first]
+    if rows:
+        raise CollmError(f"{bank.path}: {len(rows)} problems are GSM8K test rows >= {first} (from row {min(rows)}), "
+                         "which collm keeps for evaluation only; calibrate on a train-split bank "
+                         "(collm bank build --dataset gsm8k --split train) or on test rows below 640")
 
 
 def _allocation(args, bank, seeds: int) -> int:
