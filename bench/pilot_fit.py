@@ -2,7 +2,7 @@
 policies calibrated on a GSM8K *train* bank only, replayed on test rows >= 640
 (which nothing in collm is fitted on).
 
-    python bench/pilot_fit.py --train docs/banks/gsm8k_train_qwen05b_k16.jsonl \\
+    python bench/pilot_fit.py --train docs/banks/gsm8k_train_qwen05b_k16_rows0-151.jsonl \\
         --eval bench/results/gsm8k_heldout_qwen05b_k32.jsonl --budgets 4,8 --ship 8
 
 For each budget B: `collm calibrate --policy marginal --budget B` on the train
@@ -61,7 +61,7 @@ def ratio(points: list[dict], rep: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--train", default="docs/banks/gsm8k_train_qwen05b_k16.jsonl")
+    ap.add_argument("--train", default="docs/banks/gsm8k_train_qwen05b_k16_rows0-151.jsonl")
     ap.add_argument("--eval", default="bench/results/gsm8k_heldout_qwen05b_k32.jsonl")
     ap.add_argument("--budgets", default="4,8")
     ap.add_argument("--ship", type=float, default=None, help="copy the program policy at this budget to collm/policies/")
