@@ -132,7 +132,10 @@ def main() -> int:
     if any(r["in_sample"] for r in rows):
         lines.append("WARNING: a policy was fitted on the bank it is evaluated on.")
     if args.ship is not None:
-        lines.append(f"The program policy at budget {args.ship:g} ships as `{SHIPPED.relative_to(ROOT)}`.")
+        lines.append(f"The program policy at budget {args.ship:g} ships as `{SHIPPED.relative_to(ROOT)}`; "
+                     f"`collm eval --bank {args.eval} --execute-code --seeds {args.seeds} --policy "
+                     f"{SHIPPED.relative_to(ROOT)}` prints its row (accuracy, generations, FLOPs, "
+                     "ratio_to_uniform = the program-answer column; in_sample False).")
     (ROOT / args.out).write_text("\n".join(lines) + "\n")
     json.dump(rows, open(OUT / "rows.json", "w"), indent=1)
     print("\n".join(lines))
