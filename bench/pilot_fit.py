@@ -37,8 +37,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import numpy as np  # noqa: E402
+
+from bench.intervals import uniform_per_problem  # noqa: E402
+from collm.allocation.base import Policy  # noqa: E402
 from collm.allocation.evaluate import compute_ratio, policy_report, uniform_points  # noqa: E402
-from collm.allocation.replay import BankView  # noqa: E402
+from collm.allocation.replay import BankView, replay  # noqa: E402
+from collm.bank import evaluate as bank_eval  # noqa: E402
 from collm.bank.format import file_sha256, load_bank  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "pilot_fit"
@@ -57,6 +62,35 @@ def calibrate(train: str, budget: float, program: bool, out: Path) -> dict:
 def ratio(points: list[dict], rep: dict) -> str:
     r = compute_ratio(points, rep["accuracy"], rep["flops"])
     return f"{r['ratio']:.2f}x" + ("+" if r["bound"] == ">=" else "")
+
+
+def interval(view: BankView, uniform: BankView, policy_path: Path, seeds, n_boot: int = 2000,
+             level: float = 0.9) -> str:
+    """Paired percentile bootstrap over held-out problems of the ratio "uniform
+    FLOPs to reach the policy's accuracy / the policy's FLOPs" (policy and
+    uniform on the same resampled problems; a resample where uniform's
+    largest K stays below the policy counts at uniform's largest K, as the
+    point estimate's lower bound does). Gives the interval and the share of
+    resamples where the policy needs fewer FLOPs than uniform (ratio > 1).
+    The policy replays on `view`, uniform majority on `uniform` (the same
+    problems: program answers for one, text answers for the other)."""
+    pol = Policy.from_file(policy_path)
+    runs = [replay(pol, view, s) for s in seeds]
+    p_cor = np.mean([r["correct"] for r in runs], axis=0)
+    p_flops = np.mean([r["flops"] for r in runs], axis=0)
+    ks = list(range(1, view.K + 1))
+    u_cor, u_flops = uniform_per_problem(uniform, ks)
+    rng = np.random.default_rng(0)
+    P = len(p_cor)
+    out = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, P, P)
+        pts = sorted(({"accuracy": float(u_cor[idx, j].mean()), "flops": float(u_flops[idx, j].mean())}
+                      for j in range(len(ks))), key=lambda q: q["flops"])
+        need = bank_eval.cost_to_reach(pts, float(p_cor[idx].mean()), key="flops")
+        out.append((need if need is not None else pts[-1]["flops"]) / float(p_flops[idx].mean()))
+    lo, hi = np.quantile(out, [(1 - level) / 2, (1 + level) / 2])
+    return f"[{lo:.2f}, {hi:.2f}], > 1x in {np.mean(np.array(out) > 1):.0%}"
 
 
 def main() -> int:
@@ -92,11 +126,15 @@ def main() -> int:
             name = f"{'program' if program else 'text'}_b{b:g}.policy.json"
             pol = calibrate(args.train, b, program, OUT / name)
             rep = policy_report(held_prog if program else held, OUT / name, seeds)
+            mine = BankView(held_prog if program else held)
+            ci_prog = interval(mine, BankView(held_prog), OUT / name, seeds) if program else ""
+            ci_text = interval(mine, BankView(held), OUT / name, seeds)
             rows.append({"budget": b, "answers": "program" if program else "text", "file": name,
                          "cv_accuracy": pol["cv"]["accuracy"], "cv_samples": pol["cv"]["samples"],
                          "accuracy": rep["accuracy"], "samples": rep["samples"], "flops": rep["flops"],
                          "vs_program": ratio(prog_pts, rep) if program else "",
-                         "vs_text": ratio(text_pts, rep), "in_sample": rep["in_sample"]})
+                         "vs_text": ratio(text_pts, rep), "in_sample": rep["in_sample"],
+                         "ci_program": ci_prog, "ci_text": ci_text})
             print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, {rep['samples']:.2f} generations", flush=True)
     if args.ship is not None:
         shutil.copyfile(OUT / f"program_b{args.ship:g}.policy.json", SHIPPED)
@@ -120,15 +158,20 @@ def main() -> int:
         f"- held-out uniform, program answers: {curve(prog_pts)}",
         "",
         "| budget | answers | pilot CV accuracy | held-out accuracy | generations | FLOPs/problem "
-        "| x fewer FLOPs than majority of program answers | x fewer than majority of text answers |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| x fewer FLOPs than majority of program answers | 90% interval | x fewer than majority of text answers "
+        "| 90% interval |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---|",
     ]
     for r in rows:
         lines.append(f"| {r['budget']:g} | {r['answers']} | {r['cv_accuracy']:.3f} | {r['accuracy']:.3f} | "
-                     f"{r['samples']:.2f} | {r['flops']:.3g} | {r['vs_program'] or '-'} | {r['vs_text']} |")
+                     f"{r['samples']:.2f} | {r['flops']:.3g} | {r['vs_program'] or '-'} | {r['ci_program'] or '-'} | "
+                     f"{r['vs_text']} | {r['ci_text']} |")
     lines += ["", "A ratio is the held-out uniform FLOPs needed for the policy's held-out accuracy, over the "
               "policy's FLOPs; the first column is the honest baseline for a program policy (the same answers, "
-              "voted uniformly), the second what plain majority voting gives."]
+              "voted uniformly), the second what plain majority voting gives. Intervals: paired bootstrap over the "
+              "held-out problems (2,000 resamples, policy and uniform on the same resampled problems; where "
+              "uniform's maj@32 stays below the policy, the resample counts at maj@32's FLOPs, a lower bound), "
+              "with the share of resamples where the policy needs fewer FLOPs than uniform."]
     if any(r["in_sample"] for r in rows):
         lines.append("WARNING: a policy was fitted on the bank it is evaluated on.")
     if args.ship is not None:
