@@ -30,7 +30,7 @@ def fake(*, name="my-model", prompt_logprobs=True, fail_after=None, garbage=Fals
     in 3 tokens; /v1/completions echoes prompt log-probs unless prompt_logprobs=False."""
     app = FastAPI()
     st = app.state
-    st.chat, st.inflight, st.peak, st.fail_after = 0, 0, 0, fail_after
+    st.chat, st.comp, st.inflight, st.peak, st.fail_after = 0, 0, 0, 0, fail_after
 
     @app.get("/v1/models")
     async def models():
@@ -62,6 +62,7 @@ def fake(*, name="my-model", prompt_logprobs=True, fail_after=None, garbage=Fals
     @app.post("/v1/completions")
     async def completions(req: Request):
         body = await req.json()
+        st.comp += 1
         if not prompt_logprobs:
             return JSONResponse({"error": {"message": "echo is not supported"}}, status_code=400)
         words = body["prompt"].split(" ")
@@ -122,7 +123,7 @@ def test_a_bank_over_a_vllm_like_upstream_records_the_model_and_its_signals(ques
     out = tmp_path / "bank.jsonl"
     with Served(fake()) as up:
         assert build(up.url, questions, out, "--concurrency", "3") == 0
-        peak, chats = up.app.state.peak, up.app.state.chat
+        peak, chats, scored = up.app.state.peak, up.app.state.chat, up.app.state.comp
     bank = load_bank(str(out))
     h = bank.header
     assert h["model"]["name"] == "my-model" and h["model"]["params"] == 135_000_000 and h["model"]["engine"] == "remote"
@@ -133,6 +134,7 @@ def test_a_bank_over_a_vllm_like_upstream_records_the_model_and_its_signals(ques
     assert all(len(p.samples) == 4 and p.q_entropy and p.q_tokens > 0 for p in bank.problems)
     assert chats == 20  # n honoured: one request for the 4 samples, one for the greedy decode, per problem
     assert 1 < peak <= 3  # requests in flight, capped by --concurrency
+    assert scored == 10  # one scoring request a problem: the prompt-signals probe's score is the first problem's
     assert "10 problems written" in capsys.readouterr().err
 
 
