@@ -76,11 +76,11 @@ def workload(bank_path: str, count: int, order: str = "balanced") -> list[dict]:
     for p in bank.problems:
         rate = sum(s.ok for s in p.samples) / len(p.samples)
         (easy if rate >= 0.5 else hard).append(p.i)
-    out = []
     if order == "natural":
-        out = [{"i": p.i, "kind": "easy" if p.i in set(easy) else "hard"} for p in bank.problems]
-    for e, h in zip(easy, hard) if order == "balanced" else ():
-        out += [{"i": e, "kind": "easy"}, {"i": h, "kind": "hard"}]
+        easy_rows = set(easy)
+        out = [{"i": p.i, "kind": "easy" if p.i in easy_rows else "hard"} for p in bank.problems]
+    else:
+        out = [{"i": i, "kind": kind} for e, h in zip(easy, hard) for i, kind in ((e, "easy"), (h, "hard"))]
     if len(out) < count:
         raise SystemExit(f"the bank has only {len(out)} easy/hard questions; ask for fewer requests")
     out = out[:count]
@@ -179,13 +179,15 @@ def fit_policy(args, questions: list[dict]) -> str:
     from collm.allocation import BankView, get_policy
     from collm.backends.replay import ReplayBackend
     from collm.bank import load_bank
+    from collm.cli.calibrate import EVALUATION_ROWS
 
     kind, _, samples = args.fit.partition(":")
     bank = load_bank(args.bank)
     used = {q["i"] for q in questions}
     rest = [j for j, p in enumerate(bank.problems) if p.i not in used]
-    if any(bank.problems[j].i >= 640 for j in rest):  # the data rule: GSM8K test rows >= 640 are never fitted on
-        raise SystemExit("--fit would fit on GSM8K test rows >= 640 (evaluation only): use the shipped policy")
+    first = EVALUATION_ROWS.get((bank.header.get("dataset"), bank.header.get("split")))
+    if first is not None and any(bank.problems[j].i >= first for j in rest):  # the data rule (collm calibrate's)
+        raise SystemExit(f"--fit would fit on GSM8K test rows >= {first} (evaluation only): use the shipped policy")
     pol = get_policy(kind).fit(BankView(bank).subset(rest), samples=float(samples or 8))
     pol.model = ReplayBackend(bank).identity()
     path = str(Path(args.out).with_suffix(f".{kind}.policy.json"))

@@ -122,7 +122,6 @@ class RemoteBackend(Backend):
         self._multi_n: list[bool | None] = [None] * len(self.urls)  # None: not known yet
         self._logprobs = [bool(logprobs)] * len(self.urls)
         self._top_k = [True] * len(self.urls)  # False once an upstream refuses the top_k field
-        self._kept_score: tuple | None = None  # (prompt key, PromptScore): the last single prompt scored, used once
         self._busy = [0] * len(self.urls)
         self._down_until = [0.0] * len(self.urls)
         self._rr = itertools.count()
@@ -382,20 +381,11 @@ class RemoteBackend(Backend):
 
     def score_prompt(self, prompts: Sequence[Prompt | str], cancel: threading.Event | None = None) -> list[PromptScore]:
         prompts = [p if isinstance(p, Prompt) else Prompt(str(p)) for p in prompts]
-        # Scoring is deterministic (temperature 0, the prompt only): a single prompt scored twice in a row
-        # (a bank build's prompt-signals probe, then the same first problem) costs one request, not two.
-        key = [(repr(p.messages()), p.assistant_prefix) for p in prompts]
-        kept, self._kept_score = self._kept_score, None
-        if kept is not None and len(prompts) == 1 and kept[0] == key[0]:
-            return [kept[1]]
 
         async def work():
             return await asyncio.gather(*(self._call(self._score_one, p) for p in prompts))
 
-        scores = self._run(work(), cancel)
-        if len(prompts) == 1:
-            self._kept_score = (key[0], scores[0])
-        return scores
+        return self._run(work(), cancel)
 
     def describe(self) -> dict:
         return {**super().describe(), "upstreams": self.urls, "model": self.model,

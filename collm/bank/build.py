@@ -174,7 +174,7 @@ def open_out(out: Path):
 
 
 def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: int = 4, progress: bool = True,
-               concurrency: int | None = None) -> dict:
+               concurrency: int | None = None, scored: dict | None = None) -> dict:
     """Sample, grade and append every problem not in `out` yet; returns
     {"done": rows written now, "skipped": rows already there, "path": out}.
     concurrency: problems in flight at once, each line written as it finishes
@@ -200,7 +200,7 @@ def build_bank(backend, problems, out: str | Path, header: dict, *, batch_size: 
                     return _problem_line(p, s, g, gg, task, keep_text=keep, backend=backend, prompt=prompt)
 
                 state["written"] = build_in_flight(backend, todo, header, params, lambda d: _write_line(f, d), bar,
-                                                   concurrency=concurrency, line=line)
+                                                   concurrency=concurrency, line=line, scored=scored)
             else:
                 _batches(backend, todo, header, params, task, f, bar, batch_size, keep, state)
         finally:

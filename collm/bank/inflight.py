@@ -20,9 +20,13 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from collm.prompts import Prompt
 
 
-def build_in_flight(backend, todo, header, params, write, progress, *, concurrency: int, line) -> int:
+def build_in_flight(backend, todo, header, params, write, progress, *, concurrency: int, line,
+                    scored: dict | None = None) -> int:
     """Sample every problem of `todo`, up to `concurrency` at once; write(line)
-    is called (under a lock) as each finishes. Returns the problems written."""
+    is called (under a lock) as each finishes. Returns the problems written.
+    scored: problem id -> its PromptScore where already made (the build's
+    prompt-signals probe), so that prompt is not scored twice."""
+    scored = dict(scored or {})
     k = header["sampling"]["k"]
     system = header["prompt"]["system"]
     signals = header.get("signals", {}).get("prompt", True)
@@ -34,7 +38,7 @@ def build_in_flight(backend, todo, header, params, write, progress, *, concurren
     def one(p):
         nonlocal written
         prompt = Prompt(p.question, system=system, id=p.id)
-        score = backend.score_prompt([prompt], **kw)[0] if signals else None
+        score = (scored.pop(p.id, None) or backend.score_prompt([prompt], **kw)[0]) if signals else None
         gen = backend.generate([prompt], k, params, **kw)[0]
         greedy = backend.generate([prompt], 1, params.as_greedy(), **kw)[0]
         d = line(p, score, gen, greedy, prompt)

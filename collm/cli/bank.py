@@ -93,7 +93,8 @@ def _build(args) -> int:
     remote = bool(args.upstream)
     backend = backend_from_args(args, max_in_flight=args.concurrency if remote else None)
     try:
-        signals = prompt_signals(backend, problems[0], args.system or DEFAULT_SYSTEM) if remote else True
+        probe = prompt_signals(backend, problems[0], args.system or DEFAULT_SYSTEM) if remote else None
+        signals = probe is not None if remote else True
         fields = ({"question": args.question_field or "question", "answer": args.answer_field or "answer"}
                   if is_file_dataset(args.dataset) else None)
         header = make_header(backend, args.model, args.dataset, args.split, problems[0].task, k=args.k,
@@ -104,7 +105,8 @@ def _build(args) -> int:
                   "or prompt NLL (policies that need them will refuse it; early-stop and marginal do not)",
                   file=sys.stderr)
         res = build_bank(backend, problems, args.out, header, batch_size=args.batch_size, progress=not args.quiet,
-                         concurrency=args.concurrency if remote else None)
+                         concurrency=args.concurrency if remote else None,
+                         scored={problems[0].id: probe} if probe is not None else None)
     except KeyboardInterrupt:
         print(f"stopped: every finished problem is saved in {args.out}; run the same command to resume",
               file=sys.stderr)
@@ -121,15 +123,15 @@ def _build(args) -> int:
     return 0
 
 
-def prompt_signals(backend, problem, system) -> bool:
-    """Whether the upstream gives prompt log-probs (echo + logprobs), tried on one
-    problem: a refusal or an answer without them is no; a failure is an error."""
+def prompt_signals(backend, problem, system):
+    """The upstream's prompt score (echo + logprobs) of one problem, or None where
+    it gives no prompt log-probs (a refusal, or an answer without them); a failure
+    is an error. The build reuses the score for that problem."""
     from collm.prompts import Prompt
 
     try:
-        backend.score_prompt([Prompt(problem.question, system=system, id=problem.id)])
+        return backend.score_prompt([Prompt(problem.question, system=system, id=problem.id)])[0]
     except UpstreamError:
         raise
     except CollmError:  # refused (4xx) or answered without prompt log-probs
-        return False
-    return True
+        return None
