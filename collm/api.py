@@ -69,12 +69,15 @@ class Collm:
         return self.policy_spec not in ("default", "none") and policy_kind(self.policy_spec) == "strategy"
 
     def ask(self, questions: Sequence[str | Prompt], n: int | None = None, strategy: str | None = None,
-            budget: float | None = None, temperature: float | None = None, **strategy_kwargs) -> list[Answer]:
+            budget: float | None = None, temperature: float | None = None, flops: float | None = None,
+            **strategy_kwargs) -> list[Answer]:
         """Answer each question (collm.pipeline says which path). n: a fixed
         budget of generations; strategy: how to spend it ("auto": the strategy
         policy's choice per difficulty bin); budget: average generations per
-        question for the policy; temperature: sample at this temperature (None:
-        the sampling default, or greedy for a single generation)."""
+        question for the policy; flops: average FLOPs per question for the
+        policy (a hard cap for the batch, as budget is); temperature: sample at
+        this temperature (None: the sampling default, or greedy for a single
+        generation)."""
         prompts = [as_prompt(q) for q in questions]
         if not prompts:
             return []
@@ -87,8 +90,10 @@ class Collm:
             policy = self.policy()
         plan = plan_request(n=n, strategy=strategy, strategy_kwargs=strategy_kwargs, temperature=temperature,
                             policy=policy, default_n=1, budget=budget)
+        if flops is not None and plan.kind != "policy":
+            raise CollmError("flops= is a budget for an allocation policy: give it without n and strategy")
         return run_plan(plan, self.backend, prompts, self.task, params_for(plan, self.sampling, temperature),
-                        budget=budget)
+                        budget=budget, flops=flops)
 
 
 def _upstream(urls, params, model, api_key, timeout, other):

@@ -103,16 +103,17 @@ def params_for(plan: Plan, params: SamplingParams | None, temperature: float | N
 
 
 def run_plan(plan: Plan, backend, prompts: list[Prompt], task, params: SamplingParams | None = None, *,
-             budget: float | None = None) -> list[Answer]:
+             budget: float | None = None, flops: float | None = None) -> list[Answer]:
     """Answer every prompt as planned. budget: the average generations per
-    prompt an allocation policy may spend (a hard cap for the batch)."""
+    prompt an allocation policy may spend; flops: the average FLOPs per prompt
+    it may spend (each a hard cap for the batch)."""
     params = sampling(params)
     if plan.kind == "greedy":
         return get_strategy("greedy").run(backend, prompts, 1, task, params.as_greedy())
     if plan.kind == "fixed":
         return get_strategy(plan.strategy, **plan.strategy_kwargs).run(backend, prompts, plan.n, task, params)
     if plan.kind == "policy":
-        return answer_with_policy(backend, prompts, task, plan.policy, budget=budget, params=params,
+        return answer_with_policy(backend, prompts, task, plan.policy, budget=budget, flops=flops, params=params,
                                   max_samples=plan.n)
     if plan.kind == "ladder":
         return _run_ladder(plan.policy, backend, prompts, task, params, cap=plan.n)

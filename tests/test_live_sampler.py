@@ -37,7 +37,8 @@ class Indexed(FakeBackend):
         for p, f in zip(prompts, first):
             comps = [Completion(f"so \\boxed{{{self.answer(p.question, -1 if params.greedy else f + r)}}}",
                                 3 + (f + r) % 4, -1.0) for r in range(n)]
-            out.append(Generation(comps, Usage(10, sum(c.tokens for c in comps), 2.0 * self.params * 10)))
+            pt, done = self.count_prompt_tokens(p)[0], sum(c.tokens for c in comps)
+            out.append(Generation(comps, Usage(pt, done, 2.0 * self.params * (pt + done))))
         with self._mu:
             self.calls.append(len(prompts))
         return out
@@ -66,3 +67,38 @@ def test_one_budget_holds_under_the_threads():
         got = run(Indexed(), budget=budget)
         assert sum(x.n for x in got) <= budget * len(QS) + 1e-9
         assert all(x.n >= 1 for x in got)  # every prompt got its greedy pass
+
+
+def test_a_flops_budget_holds_under_the_threads():
+    from collm.budget import minimum_flops
+
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    backend = Indexed()
+    params = SamplingParams(max_tokens=6)  # the fake's replies are 3-6 tokens: the worst case is near the real one
+    free = answer_with_policy(backend, QS, get_task("number"), pol, params=params)
+    spent_free = sum(a.usage.flops for a in free) / len(QS)
+    least = minimum_flops([backend.count_prompt_tokens(q)[0] for q in QS], backend.params, 6) / len(QS)
+    assert spent_free > least  # unbounded, the policy spends more than one worst-case greedy pass a prompt
+    for flops in (least, 1.5 * least):
+        got = answer_with_policy(backend, QS, get_task("number"), pol, flops=flops, params=params)
+        assert sum(a.usage.flops for a in got) <= flops * len(QS)
+        assert all(a.n >= 1 for a in got)
+        assert sum(a.n for a in got) < sum(a.n for a in free)  # the cap bound: fewer samples than unbounded
+
+
+def test_ask_takes_a_flops_budget_for_a_policy_only(tmp_path):
+    import pytest
+
+    from collm import Collm
+    from collm.errors import CollmError
+
+    path = tmp_path / "p.json"
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    pol.model = {"name": "fake", "params": 1000}
+    pol.save(str(path))
+    llm = Collm(backend=Indexed(), task="number", policy=str(path))
+    got = llm.ask(QS, flops=1e12)
+    assert [a.n for a in got] == [a.n for a in answer_with_policy(Indexed(), QS, get_task("number"),
+                                                                 get_policy("early-stop", conf=0.9, n_max=8))]
+    with pytest.raises(CollmError, match="flops="):
+        llm.ask(QS, n=4, flops=1e12)

@@ -12,17 +12,29 @@ collm.policies' business.
 from __future__ import annotations
 
 from collm.allocation.base import Policy
-from collm.budget import make_budget
+from collm.budget import make_budget, minimum_flops
 from collm.errors import CollmError
 from collm.prompts import as_prompt
 from collm.samplers import LiveSampler, tally
 from collm.types import Answer, SamplingParams, Usage, sampling
 
 
+def least_flops(backend, prompts, params: SamplingParams | None = None) -> float:
+    """The smallest FLOPs budget per prompt answer_with_policy takes for these
+    prompts: one worst-case greedy pass each (the whole prompt prefilled, then
+    max_tokens decoded), as collm.budget reserves it."""
+    prompts = [as_prompt(p) for p in prompts]
+    tokens = [backend.count_prompt_tokens(p)[0] for p in prompts]
+    return minimum_flops(tokens, backend.params, sampling(params).max_tokens) / max(len(prompts), 1)
+
+
 def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | None = None,
-                       params: SamplingParams | None = None, *, max_samples: int | None = None) -> list[Answer]:
+                       params: SamplingParams | None = None, *, flops: float | None = None,
+                       max_samples: int | None = None) -> list[Answer]:
     """Answer every prompt, the policy deciding how many generations each gets.
     budget: average generations per prompt for the whole batch (a hard cap);
+    flops: average FLOPs per prompt for the whole batch (a hard cap: every
+    request's worst case is held until its real cost is known, collm.budget);
     max_samples: the most generations any one prompt may get."""
     prompts = [as_prompt(p) for p in prompts]
     params = sampling(params)
@@ -30,8 +42,8 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
         raise CollmError("this policy was calibrated on program answers (each sample's own Python run): "
                          "pass --execute-code (or task NAME+program) to use it")
     s = LiveSampler(backend, prompts, task, params, max_per_prompt=max_samples)
-    if budget is not None:
-        s.budget = make_budget(s.P, s.prompt_tokens, s.params, params.max_tokens, samples=budget)
+    if budget is not None or flops is not None:
+        s.budget = make_budget(s.P, s.prompt_tokens, s.params, params.max_tokens, samples=budget, flops=flops)
     s.run(policy)
     out = []
     for j in range(s.P):
