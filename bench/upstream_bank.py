@@ -218,6 +218,8 @@ def write(args, runs, date, load0, load1, lp_cost) -> None:
         w = res["server"]
         srv.append(f"| {j + 1} | {mode} | {w['requests']} | {w['prompt_eval_tokens']} | {w['decoded']} | "
                    f"{w['busy_s']:.1f} | {w['busy_s'] / res['seconds']:.0%} | {res['client_cpu_s']:.1f} |")
+    secs = [d["seconds"] for d, _ in pairs]
+    noise = 100 * (max(secs) / min(secs) - 1)
     busy = sum(res["server"]["busy_s"] for _, _, res in runs) / sum(res["seconds"] for _, _, res in runs)
     cmd = (f"python bench/upstream_bank.py --problems {args.problems} --k {args.k} --max-tokens {args.max_tokens} "
            f"--concurrency {args.concurrency} --repeats {args.repeats} --threads {args.threads}")
@@ -247,7 +249,8 @@ time goes to its own Python, mostly the per-token log-probs a bank asks for: one
 (best of 2 each, measured in this run). Those log-probs give each sample's summed log-prob (the
 self-certainty features of the policies); vLLM and SGLang return them at a small cost.
 
-collm's overhead here is {100 * (1 - ct / dt):.1f}% of the server's own throughput. The llama.cpp server
+collm's overhead here is {100 * (1 - ct / dt):.1f}% of the server's own throughput (the direct runs alone differ
+by {noise:.1f}% from one another: the machine's noise). The llama.cpp server
 decodes one request at a time, so the figure is the server's speed, with collm's own work (the
 openai client, grading, one fsync per problem) between its requests. On vLLM (no GPU here to
 measure it) the same build sends n = K in one request per problem (vLLM honours n, so a prompt is
