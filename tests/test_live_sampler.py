@@ -102,3 +102,63 @@ def test_ask_takes_a_flops_budget_for_a_policy_only(tmp_path):
                                                                  get_policy("early-stop", conf=0.9, n_max=8))]
     with pytest.raises(CollmError, match="flops="):
         llm.ask(QS, n=4, flops=1e12)
+
+
+class Ahead(Indexed):
+    """An engine that says how many rows it decodes at once and takes a cancel
+    event: the live sampler runs samples ahead of the policy on it."""
+
+    max_rows = 64
+    supports_cancel = True
+
+    def generate(self, prompts, n=1, params=None, *, offsets=None, cancel=None):
+        return super().generate(prompts, n, params, offsets=offsets)
+
+
+def test_running_ahead_gives_the_policy_the_same_draws_and_counts_the_unused():
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    base = answer_with_policy(Indexed(), QS, get_task("number"), pol, params=SamplingParams(max_tokens=16))
+    got = answer_with_policy(Ahead(), QS, get_task("number"), pol, params=SamplingParams(max_tokens=16))
+    assert [a.n for a in got] == [a.n for a in base]
+    assert [[c.text for c in a.completions] for a in got] == [[c.text for c in a.completions] for a in base]
+    unused = [a.extra["ran_ahead_unused"] for a in got]
+    assert all(u == 2 for u in unused)  # LOOKAHEAD samples were running ahead of each prompt when it stopped
+    for a, b in zip(got, base):  # the samples run ahead and never used are in the cost
+        assert a.usage.completion_tokens > b.usage.completion_tokens and a.usage.flops > b.usage.flops
+
+
+def test_running_ahead_stays_inside_a_flops_budget():
+    from collm.allocation.live import least_flops
+
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    params = SamplingParams(max_tokens=6)
+    least = least_flops(Ahead(), QS, params)
+    for flops in (least, 1.5 * least, 3 * least):
+        got = answer_with_policy(Ahead(), QS, get_task("number"), pol, flops=flops, params=params)
+        assert sum(a.usage.flops for a in got) <= flops * len(QS)
+        assert all(a.n >= 1 for a in got)
+
+
+def test_a_budget_picks_the_pace_calibrated_for_it():
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    pol.state = {"paces": [{"samples": 1.9, "flops": 2e5, "learned": {"n_max": 2}},
+                           {"samples": 3.9, "flops": 4e5, "learned": {"n_max": 4}}]}
+    assert pol.paced().value("n_max") == 8  # no budget: the policy as it is
+    assert pol.paced(samples=3).value("n_max") == 2  # the largest pace that fits
+    assert pol.paced(samples=4).value("n_max") == 4
+    assert pol.paced(samples=1.2).value("n_max") == 2  # none fits: the smallest
+    assert pol.paced(flops=5e5, samples=1).value("n_max") == 4  # FLOPs first
+    assert pol.value("n_max") == 8  # paced() leaves the policy itself alone
+    # live: a generous budget runs at the pace of 4 generations, not 8
+    got = answer_with_policy(Indexed(), QS, get_task("number"), pol, budget=4.5, params=SamplingParams(max_tokens=16))
+    assert max(a.n for a in got) == 4 and sum(a.n for a in got) <= 4.5 * len(QS)
+
+
+def test_no_running_ahead_when_the_engine_batch_is_full_already():
+    class Busy(Ahead):
+        def rows_in_use(self):
+            return 16  # a quarter of max_rows: a server's other requests fill the batch
+
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    got = answer_with_policy(Busy(), QS, get_task("number"), pol, params=SamplingParams(max_tokens=16))
+    assert [a.extra["ran_ahead_unused"] for a in got] == [0] * len(QS)

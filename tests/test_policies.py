@@ -247,3 +247,24 @@ def test_a_replay_capped_below_the_banks_max_tokens_stops_long_samples_there():
                 n += 1
     assert n > 0
     assert capped.flops.sum() < full.flops.sum()
+
+
+def test_calibrate_records_paces_and_a_budget_picks_its_own(tmp_path, capsys):
+    from collm.bank.format import problem_to_dict
+
+    bank = tmp_path / "bank.jsonl"
+    rb = random_bank(0)
+    bank.write_text("".join(json.dumps(problem_to_dict(p)) + "\n" for p in rb.problems))
+    out = tmp_path / "p.json"
+    args = ["calibrate", "--bank", str(bank), "--policy", "marginal", "--out", str(out), "--model-params", "1000",
+            "--budget", "3", "--seeds", "1"]
+    assert main(args + ["--paces", "2,x"]) == 2
+    assert "--paces takes budgets" in capsys.readouterr().err
+    assert main(args + ["--paces", "1.5,5"]) == 0
+    pol = load_policy(out)
+    paces = pol.state["paces"]
+    assert [p["target_samples"] for p in paces] == [1.5, 3.0, 5.0]  # cheapest first, the main budget among them
+    assert [p["flops"] for p in paces] == sorted(p["flops"] for p in paces)
+    lams = [p["learned"]["lam"] for p in paces]
+    assert lams[0] > lams[1] > lams[2]  # a smaller budget: a higher price of a sample
+    assert pol.paced(samples=3.5).value("lam") == lams[1] and pol.paced(samples=9).value("lam") == lams[2]

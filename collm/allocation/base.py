@@ -21,6 +21,13 @@ Policy file:
      "params": {...}, "state": {...}, "target": {...}, "cv": {...}}
 A file made for another model (sha256, else name) or another policy format or
 collm version is refused.
+
+Paces: state["paces"] (optional) lists the learned knobs calibrated for
+other budgets on the same bank, each {"samples", "flops", "learned": {...}}
+(what it spent per prompt there, cross-validated, and the knobs). A live
+budget then picks its pace, paced(): the pace calibrated for the largest
+budget that fits the one given, so a policy asked for 4 generations (or the
+FLOPs of 4) does not run at the pace of 8 until the hard cap stops it.
 """
 
 from __future__ import annotations
@@ -143,6 +150,22 @@ class Policy:
     def value(self, name: str):
         """A knob as the policy runs it: the learned value when fit() set one, else the hyperparameter."""
         return self.state[name] if name in self.learned and name in self.state else self.params[name]
+
+    def paced(self, samples: float | None = None, flops: float | None = None) -> "Policy":
+        """This policy at the pace calibrated for a budget (per prompt; FLOPs
+        when given, else samples): the recorded pace with the largest budget
+        that fits it, or the smallest one when none fits. Without paces (or a
+        budget) the policy itself."""
+        paces = self.state.get("paces") or []
+        key, want = ("flops", flops) if flops is not None else ("samples", samples)
+        paces = [p for p in paces if p.get(key) is not None]
+        if want is None or not paces:
+            return self
+        fits = [p for p in paces if p[key] <= want * (1 + 1e-9)]
+        pace = max(fits, key=lambda p: p[key]) if fits else min(paces, key=lambda p: p[key])
+        out = copy.copy(self)
+        out.state = {**self.state, **pace["learned"]}
+        return out
 
     # ---- learning and running ----
     def fit(self, view, samples: float | None = None, flops: float | None = None) -> "Policy":

@@ -35,12 +35,15 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
     budget: average generations per prompt for the whole batch (a hard cap);
     flops: average FLOPs per prompt for the whole batch (a hard cap: every
     request's worst case is held until its real cost is known, collm.budget);
+    either one also picks the policy's pace for it (Policy.paced) where the
+    policy file records paces for several budgets;
     max_samples: the most generations any one prompt may get."""
     prompts = [as_prompt(p) for p in prompts]
     params = sampling(params)
     if policy.target.get("answers") == "program" and not task.name.endswith("+program"):
         raise CollmError("this policy was calibrated on program answers (each sample's own Python run): "
                          "pass --execute-code (or task NAME+program) to use it")
+    policy = policy.paced(samples=budget, flops=flops)  # the pace calibrated for this budget, where recorded
     s = LiveSampler(backend, prompts, task, params, max_per_prompt=max_samples)
     if budget is not None or flops is not None:
         s.budget = make_budget(s.P, s.prompt_tokens, s.params, params.max_tokens, samples=budget, flops=flops)
@@ -51,5 +54,6 @@ def answer_with_policy(backend, prompts, task, policy: Policy, budget: float | N
         votes = {k: c for k, (c, *_) in tally(s.draws[j], policy.value("vote_cut")).items()}
         conf = policy.confidence(s.draws[j], int(s.q_tokens[j]), params.max_tokens)
         out.append(Answer(key, votes, int(s.gens[j]), f"policy:{policy.kind}", s.usage[j] or Usage(),
-                          s.completions[j], {"difficulty": round(1 - conf, 4), "policy": policy.kind}))
+                          s.completions[j], {"difficulty": round(1 - conf, 4), "policy": policy.kind,
+                           "ran_ahead_unused": int(s.unused[j])}))
     return out

@@ -224,6 +224,11 @@ class LlamaCppEngine(Backend):
             out.append(PromptScore(list(ids), list(ent), list(lps), span, u))
         return out
 
+    def rows_in_use(self) -> int:
+        """Samples decoding or waiting for a sequence right now (a snapshot, read without a lock)."""
+        sched = self._sched
+        return len(sched.rows) + len(sched.pending)
+
     def clear_cache(self) -> None:
         """Forget the prompts kept in the KV cache (the next calls prefill afresh)."""
         self._sched.run(Job("clear", []))

@@ -31,7 +31,9 @@ place among others' changes can flip a token.) The price is memory: every
 sequence holds a whole sample's context (n_ctx cells).
 
 A job whose cancel event is set has its samples cut where they stand and its
-caller gets CollmError("cancelled"). Usage counts what was computed: a
+caller gets Cancelled (a CollmError) with the tokens it had decoded and
+prefilled, so a caller that cuts samples it no longer needs can count what
+they cost. Usage counts what was computed: a
 prompt's prefill counts for the call that caused it, not again when its
 root is reused.
 """
@@ -113,6 +115,15 @@ class Row:
     toks: list = field(default_factory=list)
     lps: list = field(default_factory=list)
     logits: np.ndarray | None = None  # what its next token is picked from
+
+
+class Cancelled(CollmError):
+    """A job cut by its cancel event: decoded = tokens its samples had made
+    (finished ones and those cut), prefilled = prompt tokens computed for it."""
+
+    def __init__(self, decoded: int = 0, prefilled: int = 0):
+        super().__init__("cancelled")
+        self.decoded, self.prefilled = decoded, prefilled
 
 
 class NoRoom(Exception):
@@ -291,13 +302,15 @@ class Scheduler:
 
     def _cut_cancelled(self) -> None:
         for job in [j for j in self._jobs() if j.cancelled]:
+            decoded = sum(c.tokens for cs in job.out for c in cs if c is not None) if job.kind == "generate" else 0
+            decoded += sum(len(r.toks) for r in self.rows if r.job is job)
             for row in [r for r in self.rows if r.job is job]:
                 self._release(row)
             self.pending = deque(r for r in self.pending if r.job is not job)
             self.pending_scores = deque(w for w in self.pending_scores if w[0] is not job)
             for root in self.roots.values():
                 root.waiting = [w for w in root.waiting if (w.job if isinstance(w, Row) else w[0]) is not job]
-            job.finish(CollmError("cancelled"))
+            job.finish(Cancelled(decoded, sum(job.prefilled)))
 
     def _step(self) -> None:
         self._cut_cancelled()

@@ -27,6 +27,7 @@ cross-validation), what `collm ask --strategy auto` runs.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -55,6 +56,10 @@ def add_parser(sub):
     g.add_argument("--budget", type=float, help="average generations per problem")
     g.add_argument("--flops", type=float, help="average FLOPs per problem")
     p.add_argument("--out", required=True, help="policy JSON to write")
+    p.add_argument("--paces", default=None, metavar="B1,B2,...",
+                   help="also calibrate the chosen kind's knobs for these budgets (generations per problem), "
+                        "each cross-validated, and record them in the file: a live budget then runs at the pace "
+                        "calibrated for it (Policy.paced)")
     p.add_argument("--seeds", type=int, default=None,
                    help="draw-order seeds for the cross-validated figures (default 4; --strategies: 20)")
     p.add_argument("--splits", type=int, default=1, help="random two-fold splits to average over")
@@ -122,6 +127,8 @@ def _allocation(args, bank, seeds: int) -> int:
     best = min(kinds, key=lambda k: (-round(cvs[k]["accuracy"], 6), cvs[k]["flops"]))
     pol = get_policy(best).fit(view, samples=args.budget, flops=args.flops)
     pol.cv = cvs[best]
+    if args.paces:
+        pol.state["paces"] = _paces(args, view, bank, pol, seeds)
     pol.save(args.out)
     cv = cvs[best]
     if args.json:
@@ -137,6 +144,33 @@ def _allocation(args, bank, seeds: int) -> int:
     print(f"  uniform majority needs {cv['ratio_to_uniform']:.2f}x {'or more ' if cv['ratio_bound'] == '>=' else ''}"
           "the FLOPs for this accuracy")
     return 0
+
+
+def _paces(args, view, bank, pol, seeds: int) -> list[dict]:
+    """The chosen kind's learned knobs at each --paces budget (and at the main one), cross-validated."""
+    try:
+        budgets = sorted({float(x) for x in args.paces.split(",") if x.strip()})
+    except ValueError:
+        raise CollmError(f"--paces takes budgets like 2,4,8 (got {args.paces!r})") from None
+    for b in budgets:
+        if b < 1 or b > view.K + 1:
+            raise CollmError(f"--paces: a budget of {b:g} generations per problem is outside 1..{view.K + 1}")
+
+    def pace(p, cv, target):
+        return {"target_samples": target, "samples": round(cv["samples"], 4), "flops": round(cv["flops"]),
+                "accuracy": round(cv["accuracy"], 4), "learned": {k: p.state[k] for k in p.learned if k in p.state}}
+
+    out = [pace(pol, pol.cv, args.budget)]
+    for b in budgets:
+        if args.budget is not None and b == args.budget:
+            continue
+        other = get_policy(pol.kind).fit(view, samples=b)
+        rest = {k: v for k, v in other.state.items() if k not in other.learned}
+        if rest != {k: v for k, v in pol.state.items() if k not in pol.learned and k != "paces"}:
+            raise CollmError(f"policy {pol.kind!r} learns more than its knobs at each budget: it cannot record paces")
+        args_b = argparse.Namespace(**{**vars(args), "budget": b, "flops": None})
+        out.append(pace(other, _cross_validated(args_b, view, bank, pol.kind, seeds), b))
+    return sorted(out, key=lambda p: p["flops"])
 
 
 def _kinds(view) -> list[str]:
