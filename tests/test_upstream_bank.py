@@ -17,12 +17,22 @@ import time
 import pytest
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from starlette.requests import ClientDisconnect
 
 from collm.bank import load_bank
 from collm.cli import main
 
 PARAMS = "135M"
+
+
+async def body_of(req: Request):
+    """The request's JSON, or None when the client went away first (collm cancels
+    the requests under way when a build stops: no traceback from the double)."""
+    try:
+        return await req.json()
+    except ClientDisconnect:
+        return None
 
 
 def fake(*, name="my-model", prompt_logprobs=True, fail_after=None, garbage=False, delay=0.0):
@@ -38,7 +48,9 @@ def fake(*, name="my-model", prompt_logprobs=True, fail_after=None, garbage=Fals
 
     @app.post("/v1/chat/completions")
     async def chat(req: Request):
-        body = await req.json()
+        body = await body_of(req)
+        if body is None:
+            return Response(status_code=499)
         st.chat += 1
         if st.fail_after is not None and st.chat > st.fail_after:
             return JSONResponse({"error": {"message": "bad gateway"}}, status_code=502)
@@ -61,7 +73,9 @@ def fake(*, name="my-model", prompt_logprobs=True, fail_after=None, garbage=Fals
 
     @app.post("/v1/completions")
     async def completions(req: Request):
-        body = await req.json()
+        body = await body_of(req)
+        if body is None:
+            return Response(status_code=499)
         st.comp += 1
         if not prompt_logprobs:
             return JSONResponse({"error": {"message": "echo is not supported"}}, status_code=400)
