@@ -1,7 +1,7 @@
 """Why live rows keep consecutive sequence ids: the cost of one llama_decode
 step of 7 rows over per-sequence KV streams, by how the rows' ids are laid
-out (median of 12 steps, ms). Measured on 2026-12-04 on a 2-core Xeon, Qwen2.5-Coder-0.5B:
-0..6 105.5, one gap 133.7, two gaps 169.9, 0..7 104.3, spread 292.1.
+out (median of 12 steps, ms). Run on 2026-12-04 on a 2-core Xeon, Qwen2.5-Coder-0.5B:
+0..6 102.6, one gap 131.8, two gaps 171.7, 0..7 103.5, spread 292.6.
 
     python bench/seq_gaps.py
 """

@@ -416,7 +416,7 @@ class Scheduler:
         hole = row.seq
         # Live rows keep consecutive sequence ids: llama.cpp splits a batch over
         # per-sequence streams into one ubatch per run of consecutive ids, each a
-        # pass over the weights (7 rows with one gap: 134 ms a step, not 105). So
+        # pass over the weights (7 rows with one gap: 132 ms a step, not 103). So
         # the highest row moves into the gap (a copy of its cells). bench/seq_gaps.py
         top = max(self.rows, key=lambda r: r.seq, default=None)
         if top is not None and top.seq > hole:
