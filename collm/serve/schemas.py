@@ -116,6 +116,14 @@ class _Sampling(BaseModel):
     stream_options: StreamOptions | None = Field(None, description="only with stream: true")
     collm: CollmOptions | None = None
 
+    @field_validator("n", "temperature", "top_p", "top_k", "max_tokens", "max_completion_tokens", "seed",
+                     mode="before")
+    @classmethod
+    def _numbers_not_booleans(cls, v):
+        if isinstance(v, bool):  # pydantic's lax mode would read true as 1
+            raise ValueError("must be a number, not a boolean")
+        return v
+
     @model_validator(mode="after")
     def _options_need_a_stream(self):
         if self.stream_options is not None and not self.stream:
