@@ -24,7 +24,7 @@ bench: $(STAMP)
 
 # BENCHMARKS.md gathers the result files each bench/ script writes
 benchmarks-md:
-	{ cat bench/BENCHMARKS.head.md; for f in bank allocation arithmetic_check pilot_fit top_k strategies serve throughput live engine upstream_bank; do \
+	{ cat bench/BENCHMARKS.head.md; for f in bank allocation arithmetic_check pilot_fit top_k strategies serve throughput live rounds engine upstream_bank; do \
 	    sed 's/^#/##/' bench/results/$$f.md; echo; done; } > BENCHMARKS.md
 
 clean-venv:

@@ -162,3 +162,56 @@ def test_no_running_ahead_when_the_engine_batch_is_full_already():
     pol = get_policy("early-stop", conf=0.9, n_max=8)
     got = answer_with_policy(Busy(), QS, get_task("number"), pol, params=SamplingParams(max_tokens=16))
     assert [a.extra["ran_ahead_unused"] for a in got] == [0] * len(QS)
+
+
+class Idle(Ahead):
+    """An engine that says how many rows it decodes now: none, then whatever the test sets."""
+
+    max_rows = 32
+    busy = 0
+
+    def __init__(self):
+        super().__init__()
+        self.log = []  # (question, greedy, offset, start, end) of every call
+
+    def rows_in_use(self):
+        return self.busy
+
+    def generate(self, prompts, n=1, params=None, *, offsets=None, cancel=None):
+        import time
+
+        t = time.monotonic()
+        if params is not None and params.greedy:
+            time.sleep(0.05)  # a greedy pass long enough for a sample to start beside it
+        out = super().generate(prompts, n, params, offsets=offsets)
+        self.log.append((prompts[0] if isinstance(prompts[0], str) else prompts[0].question,
+                         bool(params is not None and params.greedy), (offsets or [0])[0], t, time.monotonic()))
+        return out
+
+
+def test_a_few_prompts_alone_are_rounds_bound_and_start_a_sample_beside_each_greedy_pass():
+    from collm.samplers.live import LiveSampler
+
+    pol = get_policy("early-stop", conf=0.9, n_max=8)
+    params = SamplingParams(max_tokens=16)
+    assert LiveSampler(Idle(), QS, get_task("number"), params).rounds_bound()  # 5 prompts x 2 rows <= 16
+    many = Idle()
+    assert not LiveSampler(many, QS * 4, get_task("number"), params).rounds_bound()  # 20 prompts: rows bind
+    many.busy = 8
+    assert not LiveSampler(many, QS, get_task("number"), params).rounds_bound()  # a server's other requests
+    base = answer_with_policy(Indexed(), QS, get_task("number"), pol, params=params)
+    got = answer_with_policy(Idle(), QS, get_task("number"), pol, params=params)
+    assert [a.n for a in got] == [a.n for a in base]  # the same draws, the same decisions
+    assert [[c.text for c in a.completions] for a in got] == [[c.text for c in a.completions] for a in base]
+    idle = Idle()
+    answer_with_policy(idle, QS, get_task("number"), pol, params=params)
+    for q in QS:  # each prompt's first sample started before its greedy pass ended
+        greedy_end = min(e for qq, g, _, _, e in idle.log if qq == q and g)
+        first = min(t for qq, g, off, t, _ in idle.log if qq == q and not g and off == 0)
+        assert first < greedy_end, q
+    busy = Idle()
+    busy.busy = 8
+    answer_with_policy(busy, QS, get_task("number"), pol, params=params)
+    for q in QS:  # not where the engine is busy: samples only once the greedy pass is in
+        greedy_end = min(e for qq, g, _, _, e in busy.log if qq == q and g)
+        assert all(t >= greedy_end for qq, g, _, t, _ in busy.log if qq == q and not g), q

@@ -265,6 +265,47 @@ def test_calibrate_records_paces_and_a_budget_picks_its_own(tmp_path, capsys):
     paces = pol.state["paces"]
     assert [p["target_samples"] for p in paces] == [1.5, 3.0, 5.0]  # cheapest first, the main budget among them
     assert [p["flops"] for p in paces] == sorted(p["flops"] for p in paces)
+    assert all("lam_rounds" in p["learned"] for p in paces)  # step "auto"'s price where rounds bind, per budget
     lams = [p["learned"]["lam"] for p in paces]
     assert lams[0] > lams[1] > lams[2]  # a smaller budget: a higher price of a sample
     assert pol.paced(samples=3.5).value("lam") == lams[1] and pol.paced(samples=9).value("lam") == lams[2]
+
+
+def test_marginal_fits_a_price_for_rounds_and_bank_replays_step_as_before():
+    view = BankView(random_bank(0, P=12, K=8))
+    auto = get_policy("marginal", fit_seeds=2).fit(view, samples=3)
+    nxt = get_policy("marginal", fit_seeds=2, step="next").fit(view, samples=3)
+    assert "lam_rounds" in auto.state and "lam_rounds" not in nxt.state
+    assert auto.state["lam"] == nxt.state["lam"]  # the same bisection for the mode a replay runs in
+    a, b = replay(auto, view, 0), replay(nxt, view, 0)
+    assert (a["samples"] == b["samples"]).all() and (a["correct"] == b["correct"]).all()
+
+
+def _rounds(pol, view, bound: bool):
+    """A replay whose sampler says rounds bind (or not): mean requests per prompt, generations, accuracy."""
+    s = view.sampler(0)
+    s.rounds_bound = lambda: bound
+    asked = np.zeros(s.P)
+    request = s.request
+
+    def counted(idx, ks, greedy=False):
+        np.add.at(asked, np.atleast_1d(np.asarray(idx, np.int64)), 1)
+        return request(idx, ks, greedy)
+
+    s.request = counted
+    pol.run(s)
+    return asked.mean(), s.gens.mean(), np.mean([s.correct(j, pol.answer(s.draws[j])) for j in range(s.P)])
+
+
+def test_where_rounds_bind_the_shipped_policy_takes_fewer_larger_steps_at_its_budget():
+    from collm.allocation.base import Policy
+    from collm.bank import load_bank
+
+    from conftest import ROOT
+
+    pol = Policy.from_file(ROOT / "collm" / "policies" / "qwen2.5-coder-0.5b.json").paced(samples=4)
+    view = BankView(load_bank(SHARED)).subset(range(320))
+    (r_next, g_next, acc_next), (r_far, g_far, acc_far) = _rounds(pol, view, False), _rounds(pol, view, True)
+    assert r_far < 0.65 * r_next, (r_far, r_next)  # rounds a prompt waits on, the greedy pass among them
+    assert abs(g_far - g_next) < 0.6 and abs(g_far - 4) < 0.6  # lam_rounds keeps the pace's budget
+    assert acc_far > acc_next - 0.03

@@ -26,7 +26,7 @@ from collm.types import DEFAULT_TEMPERATURE
 def add_parser(sub):
     p = sub.add_parser("demo", help="greedy vs best-of-N vs adaptive on a few held-out GSM8K questions")
     add_model_args(p)
-    p.add_argument("--questions", type=int, default=5)
+    p.add_argument("--questions", type=int, default=8)
     p.add_argument("--offset", type=int, default=640, help="first GSM8K test row (rows < 640 calibrated the policy)")
     p.add_argument("--n", type=int, default=4, help="N of the uniform best-of-N baseline")
     p.add_argument("--budget", type=float, default=None,

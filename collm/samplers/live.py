@@ -17,6 +17,8 @@ from collm.verifiers.arithmetic import check_arithmetic
 
 MAX_THREADS = 256  # prompts running their policy at once (each waits on the engine most of the time)
 LOOKAHEAD = 2  # samples a prompt may run ahead of its policy while the engine has rows to spare
+GREEDY_AHEAD = 1  # of those, how many may start with the prompt's greedy pass (before any decision)
+BUSY = 4  # an engine decoding max_rows // BUSY rows or more is busy: no samples on spec
 
 
 class LiveSampler(Sampler):
@@ -51,7 +53,15 @@ class LiveSampler(Sampler):
     the draws it would see without (the same sample indices); each sample
     run ahead holds its worst case in the budget like any request, and those
     the policy never asks for are cut when it stops, what they decoded
-    counted in the prompt's usage and FLOPs (ran_ahead_unused says how many)."""
+    counted in the prompt's usage and FLOPs (ran_ahead_unused says how many).
+
+    Rounds-bound batches (rounds_bound(): a few prompts on an idle engine):
+    on a CPU a step of 20 rows takes about 4x one of a single row, so a
+    prompt's chain of generations, not the FLOPs, sets the wall time. There
+    each prompt's first sample starts beside its greedy pass (wasted, and
+    counted, when the policy stops after greedy), and the policy steps far
+    (Marginal step "auto": fewer, larger steps at a price calibrated to the
+    same budget)."""
 
     prefill_every_call = True
 
@@ -71,9 +81,11 @@ class LiveSampler(Sampler):
         self.unused = np.zeros(self.P, np.int64)  # samples run ahead that the policy never asked for
         self._scores = None
         self.lookahead = LOOKAHEAD if lookahead is None else int(lookahead)
+        self.greedy_ahead = GREEDY_AHEAD
         self._ahead: dict[int, tuple] = {}  # sample index -> (future, hold, cancel event), one prompt's
         self._pool: ThreadPoolExecutor | None = None
         self._active = [self.P]  # prompts whose policy still runs (shared by a batch's parts)
+        self._rounds_bound: list = [None]  # rounds_bound(), once decided (shared by a batch's parts)
 
     def _width(self) -> int:
         """How many samples this prompt may run ahead now: rows to spare over the prompts still running."""
@@ -81,9 +93,24 @@ class LiveSampler(Sampler):
         if self.lookahead < 1 or not rows or not getattr(self.backend, "supports_cancel", False):
             return 0
         busy = getattr(self.backend, "rows_in_use", None)
-        if busy is not None and busy() >= int(rows) // 4:  # the batch is full enough: no samples on spec
+        if busy is not None and busy() >= int(rows) // BUSY:  # the batch is full enough: no samples on spec
             return 0
         return max(0, min(self.lookahead, int(rows) // max(self._active[0], 1) - 1))
+
+    def rounds_bound(self) -> bool:
+        """Whether rounds, not rows, set this batch's wall time: when it
+        started, the rows the engine was already decoding plus two per
+        prompt (its greedy pass and a sample beside it) came to at most half
+        the engine's rows (a few prompts alone). Then each greedy pass starts
+        with GREEDY_AHEAD samples beside it, and a policy takes its samples in
+        fewer, larger steps (the Marginal policy's step "auto"). Decided once
+        per batch, so that the policy's steps do not depend on timing."""
+        if self._rounds_bound[0] is None:
+            rows = getattr(self.backend, "max_rows", None)
+            busy = getattr(self.backend, "rows_in_use", None)
+            self._rounds_bound[0] = bool(rows) and busy is not None \
+                and busy() + self.P * (1 + self.greedy_ahead) <= int(rows) // 2
+        return self._rounds_bound[0]
 
     def run(self, policy) -> None:
         if not self.backend.thread_safe:
@@ -99,8 +126,9 @@ class LiveSampler(Sampler):
                              q_tokens=self.q_tokens[j:j + 1], max_per_prompt=self.max_per_prompt, meter=self.meter,
                              lookahead=self.lookahead)
                  for j, p in enumerate(self.prompts)]
+        self.rounds_bound()
         for part in parts:
-            part._active = self._active
+            part._active, part._rounds_bound = self._active, self._rounds_bound
         # every prompt's first generation is held for it up front, as the round-based
         # run gives every prompt its first (greedy) generation before any second one
         for part in parts:
@@ -139,11 +167,11 @@ class LiveSampler(Sampler):
                 self._active[0] -= 1
 
     # ---- running ahead (one prompt's sampler, in its own thread) ----
-    def _run_ahead(self) -> None:
+    def _run_ahead(self, most: int | None = None) -> None:
         """Start this prompt's next samples, up to `lookahead` beyond those asked for, as the budget allows."""
         if self._pool is None or self.P != 1:
             return
-        while len(self._ahead) < self._width():
+        while len(self._ahead) < min(self._width(), self.lookahead if most is None else most):
             r = int(self.sampled[0]) + len(self._ahead)
             if self.available()[0] <= len(self._ahead):
                 return
@@ -177,6 +205,8 @@ class LiveSampler(Sampler):
             return super().request(idx, ks, greedy)
         idx = np.atleast_1d(np.asarray(idx, np.int64))
         if greedy or len(idx) == 0:
+            if greedy and len(idx) and self.rounds_bound():
+                self._run_ahead(self.greedy_ahead)
             got = super().request(idx, ks, greedy)
             self._run_ahead()
             return got
